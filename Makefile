@@ -1,0 +1,54 @@
+# ntk-limits: the two commands a user needs are `make reproduce-all` and `make test`.
+# Both create the local environment (.venv) on first use from constraints.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= results
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: help env test test-slow lint reproduce-all report bench bench-gpu clean
+
+help:
+	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
+	@echo "make test           fast test suite (< 15 min on 2 cores); make test-slow for statistical checks"
+	@echo "make bench          speed/memory benchmarks -> results/bench.json"
+	@echo "make lint           ruff"
+
+# neural-tangents is installed with --no-deps: its metadata asks for tensorflow and tf2jax,
+# used only by its TF-model NTK, which ntk-limits does not need (see kernels/_nt.py).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q --no-deps -c constraints.txt neural-tangents==0.6.5
+	@touch $@
+
+env: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src experiments tests benchmarks
+	$(VENV)/bin/ruff format --check src experiments tests benchmarks
+
+reproduce-all: $(STAMP)
+	$(VENV)/bin/ntk-limits run all --profile embedded --workdir $(WORKDIR)
+	$(VENV)/bin/ntk-limits report --workdir $(WORKDIR)
+
+report: $(STAMP)
+	$(VENV)/bin/ntk-limits report --workdir $(WORKDIR)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run --out $(WORKDIR)/bench.json
+
+bench-gpu: $(STAMP)
+	JAX_PLATFORMS= $(PY) -m benchmarks.run --gpu --out $(WORKDIR)/bench-gpu.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info
