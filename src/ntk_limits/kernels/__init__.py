@@ -1,0 +1,32 @@
+"""Empirical and infinite-width NTKs, matrix-free products and regime diagnostics."""
+
+from ntk_limits.kernels.blocked import KernelTooLarge, blocked_kernel_fn, kernel_memory_bytes
+from ntk_limits.kernels.diagnostics import (
+    GramSpectrum,
+    JacobianChange,
+    gram_spectrum,
+    jacobian_change,
+    jacobian_spectral_norm,
+    kernel_alignment,
+    kernel_change,
+    linearization_error,
+)
+from ntk_limits.kernels.empirical import ALGORITHMS, empirical_ntk_fn, jacobian, ntk_vp_fn
+
+__all__ = [
+    "ALGORITHMS",
+    "GramSpectrum",
+    "JacobianChange",
+    "KernelTooLarge",
+    "blocked_kernel_fn",
+    "empirical_ntk_fn",
+    "gram_spectrum",
+    "jacobian",
+    "jacobian_change",
+    "jacobian_spectral_norm",
+    "kernel_alignment",
+    "kernel_change",
+    "kernel_memory_bytes",
+    "linearization_error",
+    "ntk_vp_fn",
+]
