@@ -1,0 +1,207 @@
+"""The report: claim verdicts, one section per study, provenance; reads results only.
+
+:func:`write_report` reads ``<workdir>/<study>/summary.json`` of every study (written by
+the runner), and ``<workdir>/bench.json`` if present, and writes ``<workdir>/REPORT.md``
+and ``<workdir>/verdicts.json``. It runs nothing and imports no study.
+"""
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments import registry, store
+
+__all__ = ["CLAIMS", "collect_verdicts", "load_summaries", "render_report", "write_report"]
+
+CLAIMS: dict[str, str] = {
+    "C1": "The stable-Jacobian condition (C′ < 1/2) fails at practical widths.",
+    "C2": "NGD does not deliver its kernel-regime speed-up over GD in practice.",
+    "C3": "NTK-theory exploration (γ_t) over-explores; tuned or evidence-maximised "
+    "exploration does better.",
+    "C4": "Width reduces forgetting only when networks are under-trained.",
+    "C5": "The empirical NTK approaches the infinite-width NTK as width grows (sanity).",
+}
+_CLAIM_STUDY = {c: name for name, claims in registry.CLAIMS.items() for c in claims}
+
+
+def load_summaries(workdir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Returns ``study -> summary.json`` content: built-in studies first, then others."""
+    found = {p.parent.name: p for p in sorted(Path(workdir).glob("*/summary.json"))}
+    order = [n for n in registry.STUDIES if n in found] + [
+        n for n in found if n not in registry.STUDIES
+    ]
+    return {n: json.loads(found[n].read_text(encoding="utf-8")) for n in order}
+
+
+def _not_run_reason(study: str | None, summaries: dict[str, Any]) -> str:
+    if study is None:
+        return "no study decides this claim"
+    if study in summaries:
+        return f"study {study} did not return a verdict"
+    if registry.is_built(study):
+        return f"study {study} not run in this workdir"
+    return f"study {study} not built yet"
+
+
+def collect_verdicts(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns one verdict per claim: C1–C5 in order (``not run`` if missing), then others.
+
+    Each is ``{claim, statement, verdict, rule, evidence, profile, study}``; C1–C5 carry
+    their canonical statement from :data:`CLAIMS`.
+    """
+    decided: dict[str, list[dict[str, Any]]] = {}
+    for name, summary in summaries.items():
+        for v in summary.get("verdicts", []):
+            row = {**v, "profile": summary.get("profile"), "study": name}
+            row["statement"] = CLAIMS.get(v["claim"], v.get("statement", ""))
+            decided.setdefault(v["claim"], []).append(row)
+    rows = []
+    for claim in [*CLAIMS, *sorted(set(decided) - set(CLAIMS))]:
+        study = _CLAIM_STUDY.get(claim)
+        rows.extend(
+            decided.get(claim)
+            or [
+                {
+                    "claim": claim,
+                    "statement": CLAIMS[claim],
+                    "verdict": "not run",
+                    "rule": _not_run_reason(study, summaries),
+                    "evidence": {},
+                    "profile": None,
+                    "study": study,
+                }
+            ]
+        )
+    return rows
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.3g}" if math.isfinite(x) else str(x)
+    if isinstance(x, list):
+        inner = ", ".join(_num(v) for v in x[:6])
+        return f"[{inner}{', …' if len(x) > 6 else ''}]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {_num(v)}" for k, v in x.items()) + "}"
+    return str(x)
+
+
+def _cell(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            v["claim"],
+            v["statement"],
+            f"**{v['verdict']}**",
+            v["rule"],
+            ", ".join(f"{k}={_num(x)}" for k, x in v["evidence"].items()),
+        )
+        for v in verdicts
+    ]
+    return _table(["claim", "statement", "verdict", "rule", "evidence"], rows)
+
+
+def _study_section(name: str, summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        built = name not in registry.STUDIES or registry.is_built(name)
+        return f"## {name}\n\n_Not run{'' if built else ': study not built yet'}._\n"
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.get("status_counts", {}).items()))
+    parts = [
+        f"## {name}\n",
+        f"Profile `{summary.get('profile')}`; {summary.get('n_runs', 0)} runs ({counts}); "
+        f"{summary.get('wall_time_s', 0):.1f} s of run time.\n",
+        summary.get("text", "").strip() + "\n",
+    ]
+    for title, table in summary.get("tables", {}).items():
+        parts.append(f"### {title}\n\n{table.strip()}\n")
+    parts += [f"![{Path(f).stem}]({f})\n" for f in summary.get("figures", [])]
+    failures = summary.get("failures", [])
+    if failures:
+        parts.append(
+            "### Diverged and failed runs\n\n"
+            + "".join(
+                f"- `{f['key']}` {f['status']}: {_cell(f['message'])} "
+                f"(`{store.canonical_json(f['spec'])}`)\n"
+                for f in failures
+            )
+        )
+    return "\n".join(parts)
+
+
+def _provenance(summaries: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for name, s in summaries.items():
+        for env in s.get("environments", []):
+            versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+            device = "{platform}/{kind}".format(**env["device"])
+            rows.append((name, env["n_runs"], versions, env["dtype"], device))
+    total = sum(s.get("wall_time_s", 0.0) for s in summaries.values())
+    table = _table(["study", "runs", "versions", "dtype", "device"], rows) if rows else ""
+    return f"## Provenance\n\n{table}\nTotal run time: {total:.1f} s.\n"
+
+
+def _benchmarks(bench: Any) -> str:
+    if isinstance(bench, dict):
+        bench = bench.get("results", bench.get("benchmarks", []))
+    keys = ("name", "value", "unit", "baseline", "ratio", "goal", "met")
+    rows = [[_num(b.get(k, "")) for k in keys] for b in bench]
+    return "## Benchmarks\n\n" + _table(keys, rows)
+
+
+def render_report(
+    summaries: dict[str, dict[str, Any]],
+    verdicts: list[dict[str, Any]],
+    bench: Any = None,
+    date: str | None = None,
+) -> str:
+    """Returns the markdown of REPORT.md (see :func:`write_report`)."""
+    date = date or datetime.date.today().isoformat()
+    profiles = sorted({str(s.get("profile")) for s in summaries.values()}) or ["none"]
+    names = [*registry.STUDIES, *(n for n in summaries if n not in registry.STUDIES)]
+    parts = [
+        "# ntk-limits: report\n",
+        f"Date: {date}. Profile(s): {', '.join(profiles)}.\n",
+        "## Claims\n\n" + _verdict_table(verdicts),
+        *(_study_section(n, summaries.get(n)) for n in names),
+    ]
+    if bench is not None:
+        parts.append(_benchmarks(bench))
+    parts.append(_provenance(summaries))
+    return "\n".join(parts)
+
+
+def write_report(workdir: str | os.PathLike) -> tuple[Path, Path]:
+    """Writes ``<workdir>/REPORT.md`` and ``<workdir>/verdicts.json`` from stored summaries.
+
+    Args:
+      workdir: a results folder written by the runner.
+
+    Returns:
+      The paths of REPORT.md and verdicts.json.
+    """
+    workdir = Path(workdir)
+    summaries = load_summaries(workdir)
+    verdicts = collect_verdicts(summaries)
+    bench_path = workdir / "bench.json"
+    bench = json.loads(bench_path.read_text(encoding="utf-8")) if bench_path.exists() else None
+    report = store.write_text_atomic(
+        workdir / "REPORT.md", render_report(summaries, verdicts, bench)
+    )
+    fields = ("claim", "statement", "verdict", "rule", "evidence", "profile", "study")
+    rows = [{k: v.get(k) for k in fields} for v in verdicts]
+    return report, store.write_json_atomic(workdir / "verdicts.json", rows)

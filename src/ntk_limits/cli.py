@@ -1,0 +1,262 @@
+"""The ``ntk-limits`` command line: run studies, write the report, list data sets.
+
+Examples::
+
+    ntk-limits run kernels --profile smoke --set widths=64,256
+    ntk-limits run all --profile embedded --workdir results
+    ntk-limits report --workdir results
+    ntk-limits datasets --fetch mnist
+
+Bad input (unknown study, profile, key or data set, a value of the wrong type, a config
+the study rejects, an unwritable workdir, missing data) gets one line on stderr,
+``ntk-limits: error: <what>; allowed: <...>``, exit status 2, and nothing is written.
+JAX and the studies are imported only inside the commands, so ``--help`` is fast.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "ntk-limits"
+_PROFILES = ("smoke", "embedded", "paper")
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line in the ntk-limits format."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message}; allowed: see '{self.prog} --help'")
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the argument parser of ``ntk-limits`` and its subcommands."""
+    parser = _Parser(prog=_PROG, description="Re-measure the limits of the NTK perspective.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run one study or all of them",
+        description=(
+            "Run a study's runs that have not finished yet, store them under WORKDIR/STUDY, "
+            "and write its tables, figures and summary. Finished runs are never repeated."
+        ),
+    )
+    run.add_argument("study", metavar="STUDY", help="a study name, or 'all' for every study")
+    run.add_argument(
+        "--profile",
+        default="embedded",
+        metavar="{" + ",".join(_PROFILES) + "}",
+        help="config size: smoke (seconds), embedded (default), paper",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable); lists as a,b,c",
+    )
+    run.add_argument("--workdir", default="results", help="results folder (default: results)")
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="data folder (default: $TFDS_DATA_DIR "
+        "or ~/tensorflow_datasets); used by studies whose config has data_dir",
+    )
+    run.add_argument("--retry-failed", action="store_true", help="execute failed runs again")
+    run.set_defaults(handler=_cmd_run)
+
+    report = sub.add_parser(
+        "report",
+        help="write REPORT.md and verdicts.json",
+        description="Write WORKDIR/REPORT.md and WORKDIR/verdicts.json "
+        "from the stored study summaries (runs nothing).",
+    )
+    report.add_argument("--workdir", default="results", help="results folder (default: results)")
+    report.set_defaults(handler=_cmd_report)
+
+    data = sub.add_parser(
+        "datasets",
+        help="list (or fetch) the data sets",
+        description="List the data sets the studies use and whether each "
+        "is present in the data folder; --fetch downloads one.",
+    )
+    data.add_argument(
+        "--data-dir",
+        default=None,
+        help="data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
+    data.add_argument("--fetch", metavar="NAME", default=None, help="download this data set")
+    data.set_defaults(handler=_cmd_datasets)
+    return parser
+
+
+def _resolve_studies(name: str) -> list:
+    from experiments import registry
+
+    if name != "all":
+        known = registry.names()
+        if name not in known:
+            raise UsageError(f"unknown study {name!r}; allowed: {', '.join([*known, 'all'])}")
+        study = registry.load(name)
+        if study is None:
+            built = [n for n in known if registry.load(n) is not None]
+            raise UsageError(
+                f"study {name!r} is not built yet (no module "
+                f"{registry.module_name(name)}); allowed: {', '.join(built) or 'none yet'}"
+            )
+        return [study]
+    return [s for s in (registry.load(n) for n in registry.names()) if s is not None]
+
+
+def _print_skipped() -> None:
+    from experiments import registry
+
+    for n in registry.STUDIES:
+        if registry.load(n) is None:
+            print(
+                f"[{n}] not built yet ({registry.module_name(n)} missing): skipped", file=sys.stderr
+            )
+
+
+def _prepare(studies: list, args: argparse.Namespace) -> list:
+    from experiments import runner
+
+    if args.profile not in _PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(_PROFILES)}")
+    data_dir = args.data_dir or _default_data_dir()
+    several = len(studies) > 1 or args.study == "all"
+    configs = [
+        runner.prepare_config(
+            s, args.profile, args.overrides, data_dir=data_dir, unknown_ok=several
+        )
+        for s in studies
+    ]
+    if several:  # a key must belong to at least one study
+        known = {k for s in studies for k in s.get_config(args.profile)}
+        for item in args.overrides:
+            key = item.partition("=")[0].strip()
+            if key not in known:
+                raise UsageError(
+                    f"unknown key {key!r} (in no study); allowed: {', '.join(sorted(known))}"
+                )
+    runner.check_workdir(args.workdir)
+    return configs
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments import runner
+
+    try:
+        studies = _resolve_studies(args.study)
+        configs = _prepare(studies, args)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if args.study == "all":
+        _print_skipped()
+    status = 0
+    for study, config in zip(studies, configs, strict=True):
+        try:
+            records = runner.run_study(
+                study, config, args.workdir, profile=args.profile, retry_failed=args.retry_failed
+            )
+        except Exception as e:
+            if runner.is_data_unavailable(e) or len(studies) == 1:
+                raise
+            import traceback
+
+            traceback.print_exc()
+            print(f"[{study.name}] crashed; continuing with the next study", file=sys.stderr)
+            status = 1
+            continue
+        counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
+        counted = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        where = os.path.join(args.workdir, study.name)
+        print(f"[{study.name}] {len(records)} runs: {counted}; results in {where}", file=sys.stderr)
+    print(
+        f"next: ntk-limits report --workdir {args.workdir}  (writes "
+        f"{os.path.join(args.workdir, 'REPORT.md')})",
+        file=sys.stderr,
+    )
+    return status
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.workdir):
+        raise UsageError(
+            f"workdir {args.workdir!r} does not exist; allowed: a folder "
+            "written by 'ntk-limits run'"
+        )
+    from experiments.report import write_report
+
+    report, verdicts = write_report(args.workdir)
+    print(f"wrote {report} and {verdicts}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    try:
+        from ntk_limits import data
+    except ImportError as e:
+        raise UsageError(f"ntk_limits.data cannot be imported ({e}); allowed: none yet") from e
+    if not hasattr(data, "catalogue"):
+        raise UsageError("ntk_limits.data has no catalogue yet; allowed: none yet")
+    data_dir = args.data_dir or _default_data_dir()
+    if args.fetch is not None:
+        names = [getattr(i, "name", None) for i in data.catalogue(data_dir)]
+        if args.fetch not in names:
+            raise UsageError(
+                f"unknown data set {args.fetch!r}; allowed: {', '.join(str(n) for n in names)}"
+            )
+        try:
+            data.fetch(args.fetch, data_dir)
+        except OSError as e:  # offline, disk full, ...
+            raise UsageError(
+                f"could not fetch {args.fetch!r} into {data_dir!r} "
+                f"({type(e).__name__}: {e}); allowed: a machine that is online "
+                "and a writable data folder"
+            ) from e
+    print(data.format_catalogue(data.catalogue(data_dir)))
+    return 0
+
+
+def _fail(message: str) -> int:
+    line = " ".join(str(message).split())
+    print(f"{_PROG}: error: {line}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``ntk-limits`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UsageError as e:
+        return _fail(str(e))
+    except BrokenPipeError:  # stdout piped into e.g. head, which exited
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from experiments.runner import is_data_unavailable
+
+        if is_data_unavailable(e):
+            return _fail(
+                f"{e}"
+                if "allowed:" in str(e)
+                else f"{e}; allowed: data present in the data folder (see 'ntk-limits datasets')"
+            )
+        raise

@@ -1,0 +1,142 @@
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import runner, store
+from ntk_limits.cli import main
+from tests.experiments.test_runner import data_module
+from tests.experiments.toy_study import STUDY
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {
+    **os.environ,
+    "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+    "NTK_LIMITS_EXTRA_STUDIES": "tests.experiments.toy_study:STUDY",
+    "JAX_PLATFORMS": "cpu",
+}
+
+
+def cli(*args, **kwargs):
+    cmd = [sys.executable, "-m", "ntk_limits", *map(str, args)]
+    return subprocess.run(
+        cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def _run_files(workdir):
+    return list(Path(workdir).glob("*/runs/*.json"))
+
+
+BAD_INPUTS = {
+    "unknown study": (["run", "nosuch"], "unknown study 'nosuch'; allowed: kernels"),
+    "unknown profile": (["run", "toy", "--profile", "huge"], "unknown profile 'huge'"),
+    "unknown key": (["run", "toy", "--set", "nosuch=1"], "unknown key 'nosuch'; allowed: "),
+    "unknown key in all": (["run", "all", "--set", "nosuch=1"], "unknown key 'nosuch' (in no"),
+    "not key=value": (["run", "toy", "--set", "steps"], "is not key=value"),
+    "wrong type": (["run", "toy", "--set", "steps=abc"], "'abc' for key 'steps' is not an int"),
+    "non-finite": (["run", "toy", "--set", "lr=nan"], "'nan' for key 'lr' is not finite"),
+    "zero width": (["run", "toy", "--set", "widths=0,4"], "toy: widths must be positive"),
+    "missing argument": (["run"], "required: STUDY"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NTK_LIMITS_EXTRA_STUDIES", ENV["NTK_LIMITS_EXTRA_STUDIES"])
+    args, message = BAD_INPUTS[case]
+    code = main([*args, "--workdir", str(tmp_path / "w")] if args != ["run"] else args)
+    _assert_one_line_error(code, capsys.readouterr().err, message)
+    assert _run_files(tmp_path / "w") == []
+
+
+def _assert_one_line_error(code, stderr, message):
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("ntk-limits: error: ") and "; allowed: " in lines[0]
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize("case", ["unknown study", "zero width"])
+def test_bad_input_in_a_subprocess(case, tmp_path):
+    args, message = BAD_INPUTS[case]
+    result = cli(*args, "--workdir", tmp_path)
+    _assert_one_line_error(result.returncode, result.stderr, message)
+    assert _run_files(tmp_path) == []
+
+
+def test_unwritable_workdir_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = cli("run", "toy", "--profile", "smoke", "--workdir", tmp_path / "file" / "sub")
+    _assert_one_line_error(result.returncode, result.stderr, "is not writable")
+
+
+def test_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
+    data_module()
+    monkeypatch.setenv("NTK_LIMITS_EXTRA_STUDIES", ENV["NTK_LIMITS_EXTRA_STUDIES"])
+    code = main(["run", "toy", "--set", "require_data=true", "--workdir", str(tmp_path)])
+    _assert_one_line_error(code, capsys.readouterr().err, "toy data not found")
+    assert _run_files(tmp_path) == []
+
+
+def test_unknown_data_set_is_one_line(tmp_path, capsys):
+    data = data_module()
+    if not hasattr(data, "catalogue"):
+        pytest.skip("ntk_limits.data has no catalogue yet")
+    code = main(["datasets", "--data-dir", str(tmp_path), "--fetch", "nosuch"])
+    _assert_one_line_error(code, capsys.readouterr().err, "unknown data set 'nosuch'")
+
+
+def test_cli_module_does_not_import_jax_or_studies():
+    code = (
+        "import sys, ntk_limits; before = set(sys.modules); from ntk_limits import cli; "
+        "cli.build_parser().format_help(); print(sorted(set(sys.modules) - before))"
+    )
+    new = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True
+    ).stdout
+    assert "'jax'" not in new and "experiments" not in new and "numpy" not in new
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    args = ["run", "toy", "--profile", "smoke", "--set", "sleep=0.3", "--workdir"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ntk_limits", *args, str(killed)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not _run_files(killed) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(_run_files(killed))
+    assert 1 <= n_before < 6
+
+    result = cli(*args, killed)
+    assert result.returncode == 0, result.stderr
+    assert f"6 runs: {n_before} finished before, {6 - n_before} to run" in result.stderr
+    assert "[toy 6/6] failed" in result.stderr
+
+    config = runner.prepare_config(STUDY, "smoke", ["sleep=0.3"])
+    runner.run_study(STUDY, config, tmp_path / "clean", out=io.StringIO())
+    drop = ["wall_time_s", "finished_at"]
+    a, b = (store.load_runs(tmp_path / d, "toy").drop(columns=drop) for d in ("killed", "clean"))
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(
+        store.load_series(killed, "toy"), store.load_series(tmp_path / "clean", "toy")
+    )
+    assert [p for p in killed.rglob("*") if p.name.endswith(".tmp")] == []
+    assert len([json.loads(p.read_text()) for p in _run_files(killed)]) == 6

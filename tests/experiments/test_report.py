@@ -1,0 +1,34 @@
+import json
+
+from experiments import report
+
+
+def test_report_without_results_lists_every_claim_as_not_run(tmp_path):
+    bench = [
+        {
+            "name": "ntk",
+            "value": 1.23456,
+            "unit": "s",
+            "baseline": 2.0,
+            "ratio": 0.617,
+            "goal": "< 1",
+            "met": True,
+        }
+    ]
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    md_path, verdicts_path = report.write_report(tmp_path)
+    verdicts = json.loads(verdicts_path.read_text())
+    assert [v["claim"] for v in verdicts] == ["C1", "C2", "C3", "C4", "C5"]
+    assert {v["verdict"] for v in verdicts} == {"not run"}
+    assert set(verdicts[0]) == {
+        "claim",
+        "statement",
+        "verdict",
+        "rule",
+        "evidence",
+        "profile",
+        "study",
+    }
+    md = md_path.read_text()
+    assert "## Benchmarks" in md and "| ntk | 1.23 | s | 2 | 0.617 | < 1 | True |" in md
+    assert md.count("**not run**") == 5
