@@ -12,43 +12,55 @@ The public surface::
     k_emp = kernels.empirical_ntk_fn(arch.apply_fn)(x, None, params)   # (n, n)
     k_inf = arch.kernel_fn(x, None, "ntk")                             # (n, n)
     kernels.kernel_alignment(k_emp, k_inf)
+
+Sub-modules and names are imported on first use, so ``import ntk_limits`` (and the
+``ntk-limits`` command line) starts without loading JAX.
 """
 
-from ntk_limits import kernels, linearize, models, training
-from ntk_limits.kernels import (
-    empirical_ntk_fn,
-    gram_spectrum,
-    jacobian_change,
-    kernel_alignment,
-    kernel_change,
-    linearization_error,
-    ntk_vp_fn,
-)
-from ntk_limits.linearize import gp_regression, gradient_descent_mse, ntk_gp_ensemble
-from ntk_limits.models import Architecture, cnn, mlp, num_params, wide_resnet
-from ntk_limits.training import make_train
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Architecture",
-    "cnn",
-    "empirical_ntk_fn",
-    "gp_regression",
-    "gradient_descent_mse",
-    "gram_spectrum",
-    "jacobian_change",
-    "kernel_alignment",
-    "kernel_change",
+_SUBMODULES = (
+    "bandits",
+    "continual",
+    "data",
+    "flax_models",
     "kernels",
-    "linearization_error",
     "linearize",
-    "make_train",
-    "mlp",
     "models",
-    "ntk_gp_ensemble",
-    "ntk_vp_fn",
-    "num_params",
+    "optimization",
     "training",
-    "wide_resnet",
-]
+)
+_NAMES = {
+    "Architecture": "models",
+    "cnn": "models",
+    "mlp": "models",
+    "num_params": "models",
+    "wide_resnet": "models",
+    "empirical_ntk_fn": "kernels",
+    "gram_spectrum": "kernels",
+    "jacobian_change": "kernels",
+    "kernel_alignment": "kernels",
+    "kernel_change": "kernels",
+    "linearization_error": "kernels",
+    "ntk_vp_fn": "kernels",
+    "gp_regression": "linearize",
+    "gradient_descent_mse": "linearize",
+    "ntk_gp_ensemble": "linearize",
+    "make_train": "training",
+}
+
+__all__ = sorted([*_SUBMODULES, *_NAMES])
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ntk_limits.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"ntk_limits.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'ntk_limits' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -44,6 +44,7 @@ class _Linear(nn.Module):
             y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims)
         else:
             y = x @ w
+        b = b.reshape((1,) * (y.ndim - 1) + b.shape)  # explicit: no implicit rank promotion
         return (scale * y + self.b_std * b) if ntk else (y + b)
 
 

@@ -13,7 +13,9 @@ This module makes it work without touching the installed package:
    (which called the internal ``ad.linearize`` whose signature changed) is replaced by
    one built on the public ``jax.linearize`` and ``jax.make_jaxpr``.
 4. The FLOP counter behind ``NtkImplementation.AUTO`` is replaced by one that accepts
-   the dict that ``cost_analysis()`` returns today.
+   the dict that ``cost_analysis()`` returns today, and the parameter-dtype helper by one
+   that does not call ``jnp.dtype`` on arrays, and the basis helper by one that reads
+   sizes from shapes (both DeprecationWarnings today, errors in a future JAX).
 
 Everything is checked by ``tests/kernels/test_nt_adapter.py``: every neural-tangents
 entry point the project uses is compared against an independent pure-JAX reference,
@@ -22,6 +24,8 @@ so a silent break on a future JAX release fails a test rather than a study.
 Only the names re-exported at the bottom are used elsewhere in ``ntk_limits``.
 """
 
+import functools
+import math
 import sys
 import types
 
@@ -30,6 +34,7 @@ import jax._src.core as _jcore
 import jax._src.interpreters.ad as _jad
 import jax._src.source_info_util as _source_info_util
 import jax.extend.core as _ecore
+import numpy as np
 from jax.interpreters import ad as _ad
 
 
@@ -133,7 +138,29 @@ def _get_flops(f, optimize, *a, **kw) -> float:
     return float(analysis["flops"])
 
 
+def _get_fx_axis_and_dtype(fx, fx_axis, params):
+    """As neural-tangents', without ``jnp.dtype(array)`` (deprecated in current JAX)."""
+    if fx_axis is None:
+        fx_axis = jax.tree_util.tree_map(lambda x: None, fx)
+    dtypes = [jax.numpy.result_type(x) for x in jax.tree_util.tree_leaves(params)]
+    dtype = functools.reduce(jax.numpy.promote_types, dtypes) if dtypes else None
+    return fx_axis, dtype
+
+
+def _std_basis(pytree):
+    """As neural-tangents', reading sizes from shapes (``jnp.size`` of a
+    ``ShapeDtypeStruct`` is deprecated in current JAX).
+    """
+    leaves = jax.tree_util.tree_leaves(pytree)
+    ndim = sum(math.prod(np.shape(leaf)) for leaf in leaves)
+    dtype = jax.dtypes.result_type(*leaves)
+    flat_basis = jax.numpy.eye(ndim, dtype=dtype)
+    return _nt_empirical._unravel_array_into_pytree(pytree, 1, flat_basis)
+
+
+_nt_empirical._std_basis = _std_basis
 _nt_empirical._get_primals_out_and_pullback = _get_primals_out_and_pullback
+_nt_empirical._get_fx_axis_and_dtype = _get_fx_axis_and_dtype
 _nt_empirical._get_flops = _get_flops
 
 stax = nt.stax

@@ -1,0 +1,70 @@
+"""The neural-tangents compatibility layer: every entry point we use, on current JAX.
+
+Each check compares neural-tangents' result with one computed without it, so a silent
+break of the layer on a future JAX release fails here first.
+"""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from ntk_limits import kernels, models
+from ntk_limits.kernels import _nt
+
+
+def test_importing_ntk_limits_never_imports_tensorflow():
+    code = (
+        "import sys, ntk_limits, ntk_limits.kernels, ntk_limits.models, ntk_limits.data;"
+        "ntk_limits.mlp(4);"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported';"
+        "assert 'neural_tangents' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_only_the_adapter_imports_neural_tangents():
+    from pathlib import Path
+
+    src = Path(kernels.__file__).parents[1]
+    importers = [
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if any(
+            line.lstrip().startswith(("import neural_tangents", "from neural_tangents"))
+            for line in p.read_text().splitlines()
+        )
+    ]
+    assert importers == ["kernels/_nt.py"]
+
+
+def test_running_on_the_current_jax_line():
+    major, minor = (int(v) for v in jax.__version__.split(".")[:2])
+    assert (major, minor) >= (0, 10), jax.__version__
+    assert _nt.__version__ == "0.6.5"
+
+
+def test_auto_implementation_counts_flops_with_todays_cost_analysis(x64):
+    arch = models.mlp(8, 1, 2)
+    x = jax.random.normal(jax.random.key(0), (3, 4))
+    params = arch.init_fn(jax.random.key(1), x.shape)[1]
+    auto = kernels.empirical_ntk_fn(arch.apply_fn, algorithm="auto")(x, None, params)
+    ref = kernels.empirical_ntk_fn(arch.apply_fn, algorithm="reference")(x, None, params)
+    np.testing.assert_allclose(auto, ref, rtol=1e-10)  # float64, see test_empirical
+
+
+def test_empirical_ntk_vp_fn_and_batch_and_monte_carlo_entry_points(x64):
+    arch = models.mlp(8, 1, 2)
+    x = jax.random.normal(jax.random.key(0), (4, 3))
+    params = arch.init_fn(jax.random.key(1), x.shape)[1]
+    v = jax.random.normal(jax.random.key(2), (4, 2))
+    ours = kernels.ntk_vp_fn(arch.apply_fn, params, x)(v)
+    theirs = _nt.empirical_ntk_vp_fn(arch.apply_fn, x, None, params)(v)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-10)  # same products, float64
+    batched = _nt.batch(arch.kernel_fn, batch_size=2)(x, None, "ntk")
+    # Batches see x2 as a separate array, so diagonal entries take the off-diagonal arccos
+    # path (guarded by tiny epsilons): measured 1.3e-9 relative in float64.
+    np.testing.assert_allclose(batched, arch.kernel_fn(x, None, "ntk"), rtol=1e-7)
+    mc = _nt.monte_carlo_kernel_fn(arch.init_fn, arch.apply_fn, jax.random.key(3), 4)
+    assert mc(x, None, "ntk").shape == (4, 4)
