@@ -148,8 +148,9 @@ def _get_fx_axis_and_dtype(fx, fx_axis, params):
 
 
 def _std_basis(pytree):
-    """As neural-tangents', reading sizes from shapes (``jnp.size`` of a
-    ``ShapeDtypeStruct`` is deprecated in current JAX).
+    """As neural-tangents', reading sizes from shapes, not ``jnp.size``.
+
+    ``jnp.size`` of a ``ShapeDtypeStruct`` is deprecated in current JAX.
     """
     leaves = jax.tree_util.tree_leaves(pytree)
     ndim = sum(math.prod(np.shape(leaf)) for leaf in leaves)
