@@ -1,0 +1,1 @@
+"""Teaser — finite MLPs' linearised-Laplace predictive against the infinite-width NTK-GP."""
