@@ -57,22 +57,26 @@ def make_train(
     loss_fn = LOSSES[loss]
     objective = lambda p, xb, yb: loss_fn(apply_fn(p, xb), yb)
 
+    def batches(n, key):
+        if batch_size is None or batch_size >= n:  # full batch: no gather, no permutation
+            return None, num_steps
+        per_epoch = n // batch_size
+        keys = jax.random.split(key, -(-num_steps // per_epoch))
+        order = jax.vmap(lambda k: jax.random.permutation(k, n)[: per_epoch * batch_size])(keys)
+        return order.reshape(-1, batch_size)[:num_steps], None
+
     def train(params, x, y, key):
-        n = x.shape[0]
-        b = n if batch_size is None else min(batch_size, n)
-        per_epoch = n // b
-        epochs = -(-num_steps // per_epoch)
-        keys = jax.random.split(key, epochs)
-        order = jax.vmap(lambda k: jax.random.permutation(k, n)[: per_epoch * b])(keys)
-        batches = order.reshape(-1, b)[:num_steps]
+        xs, length = batches(x.shape[0], key)
 
         def step(carry, idx):
             params, opt_state = carry
-            value, grads = jax.value_and_grad(objective)(params, x[idx], y[idx])
+            xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+            value, grads = jax.value_and_grad(objective)(params, xb, yb)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), value
 
-        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), batches)
+        init = (params, optimizer.init(params))
+        (params, _), losses = jax.lax.scan(step, init, xs, length=length)
         return params, losses
 
     return jax.jit(train)
