@@ -1,0 +1,260 @@
+"""From run records to a long table, forgetting-vs-width slopes, markdown tables and C4.
+
+Average forgetting (``ntk_limits.continual.average_forgetting``), with tasks ``0..T-1``:
+``F = mean_{j<T-1} (max_{k<T-1} a[k, j] − a[T-1, j])``. The slope of ``F`` against
+``log2(width)`` is fitted per seed (least squares over widths); its mean, seed standard
+deviation and standard error ``SE = std/sqrt(seeds)`` decide the verdict.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from experiments.study import Verdict
+
+__all__ = [
+    "STATEMENT",
+    "frame",
+    "regime_table",
+    "setting_label",
+    "slope_table",
+    "slopes",
+    "text",
+    "time_label",
+    "verdict",
+    "width_table",
+]
+
+STATEMENT = "Width reduces forgetting only when networks are under-trained."
+_SCALARS = ("forgetting", "average_accuracy", "learning_accuracy")
+
+
+def setting_label(max_epochs: int, target: float) -> str:
+    """``"1 epoch"``, ``"3 epochs"`` or ``"≥99% train (≤30 ep)"``."""
+    if target > 1:
+        return f"{max_epochs} epoch" + ("s" if max_epochs > 1 else "")
+    return f"≥{target:.0%} train (≤{max_epochs} ep)"
+
+
+def time_label(t: float) -> str:
+    """``"t=100"`` or ``"t=∞"`` for a kernel training time."""
+    return "t=∞" if math.isinf(t) else f"t={t:g}"
+
+
+def _network_rows(rec: dict) -> list[dict]:
+    spec, m = rec["spec"], rec["metrics"]
+    rows = []
+    for par, d in m["parameterizations"].items():
+        for i, label in enumerate(m["settings"]):
+            target = spec["settings"][i][1]
+            for s, seed in enumerate(spec["seeds"]):
+                train = np.asarray(d["train_accuracy"][i][s])
+                drift = np.mean(d["kernel_drift"][i][s]) if "kernel_drift" in d else np.nan
+                rows.append({
+                    "kind": spec["kind"], "benchmark": spec["benchmark"], "parameterization": par,
+                    "setting": label, "setting_index": i, "width": spec["width"], "seed": seed,
+                    **{k: d[k][i][s] for k in _SCALARS},
+                    "train_accuracy": float(train.mean()), "min_train_accuracy": float(train.min()),
+                    "reached_target": float(np.mean(train >= target)) if target <= 1 else np.nan,
+                    "epochs": float(np.mean(d["epochs"][i][s])), "kernel_drift": float(drift),
+                })  # fmt: skip
+    return rows
+
+
+def _infinite_rows(rec: dict) -> list[dict]:
+    spec, m = rec["spec"], rec["metrics"]
+    return [
+        {"kind": "infinite", "benchmark": spec["benchmark"], "parameterization": "ntk",
+         "setting": label, "setting_index": i, "width": np.inf, "seed": 0,
+         **{k: m[k][i] for k in _SCALARS},
+         "train_accuracy": float(np.mean(m["train_accuracy"][i])),
+         "min_train_accuracy": float(np.min(m["train_accuracy"][i])),
+         "reached_target": np.nan, "epochs": np.nan, "kernel_drift": 0.0}
+        for i, label in enumerate(m["labels"])
+    ]  # fmt: skip
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (run kind, benchmark, parametrization, setting, width, seed), ok runs only."""
+    rows = []
+    for rec in records:
+        if rec["status"] != "ok":
+            continue
+        rows += _infinite_rows(rec) if rec["spec"]["kind"] == "infinite" else _network_rows(rec)
+    return pd.DataFrame(rows)
+
+
+def _slope_row(group: pd.DataFrame) -> dict:
+    table = group.pivot(index="seed", columns="width", values="forgetting").dropna()
+    x = np.log2(np.asarray(table.columns, float))
+    per_seed = [np.polyfit(x, y, 1)[0] for y in table.to_numpy()] if len(x) >= 2 else []
+    n = len(per_seed)
+    std = float(np.std(per_seed, ddof=1)) if n >= 2 else np.nan
+    return {
+        "slope": float(np.mean(per_seed)) if n else np.nan, "slope_std": std,
+        "slope_se": std / math.sqrt(n) if n >= 2 else np.nan, "n_seeds": n,
+        "n_widths": len(x), "train_accuracy": float(group["train_accuracy"].mean()),
+        "min_train_accuracy": float(group["min_train_accuracy"].min()),
+        "forgetting_narrow": float(table.iloc[:, 0].mean()) if n else np.nan,
+        "forgetting_wide": float(table.iloc[:, -1].mean()) if n else np.nan,
+    }  # fmt: skip
+
+
+def slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (kind, benchmark, parametrization, setting): slope of F vs log2 width over seeds."""
+    keys = ["kind", "benchmark", "parameterization", "setting_index", "setting"]
+    nets = df[df["kind"] != "infinite"] if len(df) else df
+    if not len(nets):
+        return pd.DataFrame(columns=[*keys, "slope", "slope_std", "slope_se"])
+    rows = [
+        {**dict(zip(keys, k, strict=True)), **_slope_row(g)}
+        for k, g in nets.groupby(keys, sort=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _significant(row, sigmas: float) -> tuple[bool, bool]:
+    """(significantly negative, significantly positive) slope: beyond ``sigmas`` SE of 0."""
+    if not np.isfinite(row["slope_se"]):
+        return False, False
+    return row["slope"] + sigmas * row["slope_se"] < 0, row["slope"] - sigmas * row["slope_se"] > 0
+
+
+def _benchmark_outcome(rows: pd.DataFrame, sigmas: float) -> tuple[str, dict]:
+    rows = rows.sort_values("setting_index")
+    under, trained = rows.iloc[0], rows.iloc[-1]
+    under_neg, _ = _significant(under, sigmas)
+    trained_neg, _ = _significant(trained, sigmas)
+    if len(rows) < 2:
+        outcome = "inconclusive"
+    elif trained_neg:
+        outcome = "fails"
+    else:
+        outcome = "holds" if under_neg else "inconclusive"
+    b = under["benchmark"]
+    evidence = {f"{b}.outcome": outcome}
+    for name, r in (("undertrained", under), ("trained", trained)):
+        evidence.update({
+            f"{b}.{name}.setting": r["setting"], f"{b}.{name}.slope": r["slope"],
+            f"{b}.{name}.slope_se": r["slope_se"], f"{b}.{name}.slope_std": r["slope_std"],
+            f"{b}.{name}.train_acc": r["train_accuracy"],
+            f"{b}.{name}.F_narrow": r["forgetting_narrow"],
+            f"{b}.{name}.F_wide": r["forgetting_wide"],
+        })  # fmt: skip
+    return outcome, evidence
+
+
+def verdict(slope_df: pd.DataFrame, config: dict) -> Verdict:
+    """C4 from the finite networks of ``config["verdict_parameterization"]``."""
+    sigmas, par = config["slope_sigmas"], config["verdict_parameterization"]
+    rule = (
+        f"per benchmark ({par} parametrization, finite nets): slope of forgetting vs log2 width "
+        f"fitted per seed; significant if |mean| > {sigmas:g}·SE over seeds. holds if the "
+        "under-trained (fewest epochs) slope is significantly negative and the trained "
+        "(train-until) slope is not; fails if the trained slope is significantly negative; "
+        "inconclusive if neither is. Overall: fails if any benchmark fails, holds if all hold."
+    )
+    if not len(slope_df):
+        return Verdict("C4", STATEMENT, "inconclusive", rule, {"reason": "no finished runs"})
+    sel = slope_df[(slope_df["kind"] == "finite") & (slope_df["parameterization"] == par)]
+    outcomes, evidence = [], {}
+    for _, rows in sel.groupby("benchmark", sort=False):
+        outcome, ev = _benchmark_outcome(rows, sigmas)
+        outcomes.append(outcome)
+        evidence.update(ev)
+    if "fails" in outcomes:
+        decision = "fails"
+    elif outcomes and all(o == "holds" for o in outcomes):
+        decision = "holds"
+    else:
+        decision = "inconclusive"
+    return Verdict("C4", STATEMENT, decision, rule, evidence)
+
+
+def _pm(values: pd.Series) -> str:
+    values = values.dropna()
+    if len(values) > 1:
+        return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    return f"{values.mean():.3f}" if len(values) else "–"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def width_table(df: pd.DataFrame, metric: str) -> str:
+    """Finite networks: ``metric`` mean ± seed std per width (columns), one row per setting."""
+    nets = df[df["kind"] == "finite"] if len(df) else df
+    if not len(nets):
+        return "no finished runs\n"
+    widths = sorted(nets["width"].unique())
+    keys = ["benchmark", "parameterization", "setting_index", "setting"]
+    rows = []
+    for (b, p, _, s), g in nets.groupby(keys, sort=True):
+        train = g["train_accuracy"].mean()
+        cells = [_pm(g[g["width"] == w][metric]) for w in widths]
+        rows.append([b, p, s, f"{train:.3f}", *cells])
+    header = ["benchmark", "param.", "epochs/task", "train acc", *[f"w={int(w)}" for w in widths]]
+    return _markdown(header, rows)
+
+
+def regime_table(df: pd.DataFrame) -> str:
+    """Forgetting of finite NTP nets, their linearisations, and the infinite-width NTK."""
+    if not len(df):
+        return "no finished runs\n"
+    sel = df[(df["parameterization"] == "ntk") | (df["kind"] == "infinite")]
+    keys = ["benchmark", "kind", "setting_index", "setting", "width"]
+    rows = []
+    for (b, kind, _, s, w), g in sel.groupby(keys, sort=True):
+        width = "∞" if not np.isfinite(w) else str(int(w))
+        rows.append([b, kind, width, s, f"{g['train_accuracy'].mean():.3f}",
+                     _pm(g["forgetting"]), _pm(g["average_accuracy"]),
+                     _pm(g["kernel_drift"]) if kind == "finite" else "0 (fixed)"])  # fmt: skip
+    header = ["benchmark", "network", "width", "training", "train acc", "forgetting F",
+              "average acc A", "NTK drift/task"]  # fmt: skip
+    return _markdown(header, rows)
+
+
+def slope_table(slope_df: pd.DataFrame) -> str:
+    """Slopes of forgetting vs log2 width, mean ± seed std (SE), per setting."""
+    if not len(slope_df):
+        return "no finished runs\n"
+    rows = [
+        [r["benchmark"], r["kind"], r["parameterization"], r["setting"],
+         f"{r['slope']:+.4f}", f"{r['slope_std']:.4f}", f"{r['slope_se']:.4f}",
+         f"{r['forgetting_narrow']:.3f} → {r['forgetting_wide']:.3f}", f"{r['train_accuracy']:.3f}"]
+        for _, r in slope_df.iterrows()
+    ]  # fmt: skip
+    header = ["benchmark", "network", "param.", "epochs/task", "slope dF/dlog2w", "seed std",
+              "SE", "F narrow → wide", "train acc"]  # fmt: skip
+    return _markdown(header, rows)
+
+
+def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: dict) -> str:
+    """A short markdown paragraph: what was run and what was seen."""
+    if not len(df):
+        return "No continual-learning run finished."
+    benches = ", ".join(config["benchmarks"])
+    ev = v.evidence
+    parts = [
+        f"Sequential fine-tuning (SGD, cross-entropy, no CL method) on {benches}; widths "
+        f"{config['widths']} (MLP, depth {config['depth']}), {len(config['seeds'])} seeds vmapped, "
+        f"parametrizations {', '.join(config['parameterizations'])}. Forgetting "
+        "F = mean_{j<T-1}(max_{k<T-1} a[k,j] − a[T-1,j])."
+    ]
+    for b in config["benchmarks"]:
+        if f"{b}.outcome" in ev:
+            parts.append(
+                f"{b}: slope of F per doubling of width {ev[f'{b}.undertrained.slope']:+.4f} "
+                f"(SE {ev[f'{b}.undertrained.slope_se']:.4f}) when under-trained "
+                f"({ev[f'{b}.undertrained.setting']}, train acc "
+                f"{ev[f'{b}.undertrained.train_acc']:.3f}) vs "
+                f"{ev[f'{b}.trained.slope']:+.4f} (SE {ev[f'{b}.trained.slope_se']:.4f}) "
+                "when trained "
+                f"({ev[f'{b}.trained.setting']}, train acc {ev[f'{b}.trained.train_acc']:.3f}): "
+                f"{ev[f'{b}.outcome']}."
+            )
+    parts.append(f"C4 verdict: **{v.verdict}**.")
+    return " ".join(parts)
