@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= results
 export JAX_PLATFORMS ?= cpu
+# XLA already uses every core; a second pool of BLAS threads oversubscribes them
+# (measured: CPU Cholesky 100-500x slower on a loaded 2-core machine).
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: help env test test-slow lint reproduce-all report bench bench-gpu clean
 
