@@ -37,8 +37,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src experiments tests benchmarks
-	$(VENV)/bin/ruff format --check src experiments tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 reproduce-all: $(STAMP)
 	$(VENV)/bin/ntk-limits run all --profile embedded --workdir $(WORKDIR)
