@@ -30,6 +30,7 @@ _SUBMODULES = (
     "linearize",
     "models",
     "optimization",
+    "parallel",
     "training",
 )
 _NAMES = {

@@ -14,6 +14,7 @@ inputs, flattened to ``(n·k) × P``):
 * Linearisation error ``‖f(θ) − f_lin(θ)‖ / ‖f(θ) − f(θ₀)‖`` on given inputs.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -117,7 +118,7 @@ def _spectral(mv, rmv, params, key, num_iters: int) -> jax.Array:
 
 
 def _frobenius(rmv, out_shape, dtype, chunk: int) -> jax.Array:
-    m = int(jnp.prod(jnp.array(out_shape)))
+    m = math.prod(out_shape)  # static: jacobian_change must work under jit
     basis = jnp.eye(m, dtype=dtype).reshape(m, *out_shape)
     sq = jax.lax.map(lambda e: _tree_norm(rmv(e)) ** 2, basis, batch_size=chunk)
     return jnp.sqrt(jnp.sum(sq))

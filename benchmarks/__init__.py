@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of ntk-limits: ``python -m benchmarks.run`` (``make bench``)."""
