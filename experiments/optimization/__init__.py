@@ -1,0 +1,1 @@
+"""Study 1 — optimization: are the conditions for fast NGD convergence met in practice?"""

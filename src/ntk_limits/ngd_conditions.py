@@ -1,0 +1,212 @@
+"""The two conditions for fast NGD convergence, and kernel-regime loss predictions.
+
+Zhang, Martens & Grosse (2019) prove that NGD on the squared loss converges at the
+kernel-regime rate if
+
+1. the Gram at initialisation ``K₀ = J₀ J₀ᵀ`` (full, ``(n·k) × (n·k)``; see
+   :func:`ntk_limits.optimization.full_gram`) has ``λ_min(K₀) > 0``, and
+2. the Jacobian is stable: ``‖J(θ) − J(θ₀)‖₂ ≤ (C/3) √λ_min(K₀)`` with ``C < 1/2``.
+
+Along an observed trajectory ``θ_t`` the smallest constant that makes (2) hold at step
+``t`` is ``C′(t) = 3 ‖J(θ_t) − J(θ₀)‖₂ / √λ_min(K₀)``; condition 2 holds along the
+trajectory iff ``max_t C′(t) < 1/2``.
+
+Here ``J`` is the Jacobian of the raw outputs (no ``1/√(nk)``): the condition compares
+``‖ΔJ‖₂²`` with an eigenvalue of ``J Jᵀ``, so both use the same ``J``. In the infinite-width
+limit ``K₀ → Θ∞ ⊗ I_k`` with ``Θ∞`` the output-averaged ``(n, n)`` NTK of
+``Architecture.kernel_fn``, so ``λ_min(K₀) → λ_min(Θ∞)``.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ntk_limits.optimization import full_gram
+from ntk_limits.training import mse_loss
+
+__all__ = [
+    "JacobianStability",
+    "c_prime",
+    "jacobian_difference_gram",
+    "jacobian_stability",
+    "ngd_mse_prediction",
+    "predicted_loss_curve",
+    "steps_to_threshold",
+    "top_eigenvalue",
+]
+
+
+class JacobianStability(NamedTuple):
+    """How far the Jacobian and the Gram moved between ``θ₀`` and ``θ``.
+
+    Attributes:
+      spectral: ``‖J(θ) − J(θ₀)‖₂``: square root of the top eigenvalue of the exact
+        ``ΔJ ΔJᵀ`` (by :func:`top_eigenvalue`).
+      frobenius: ``‖J(θ) − J(θ₀)‖_F``.
+      spectral_relative: ``spectral / ‖J(θ₀)‖₂``.
+      kernel_change: ``‖K(θ) − K(θ₀)‖_F / ‖K(θ₀)‖_F`` for the full Gram.
+      gram: the full Gram ``K(θ)``, ``(n·k, n·k)``.
+    """
+
+    spectral: jax.Array
+    frobenius: jax.Array
+    spectral_relative: jax.Array
+    kernel_change: jax.Array
+    gram: jax.Array
+
+
+def jacobian_difference_gram(
+    apply_fn, params0, params, x: jax.Array, *, algorithm: str = "structured"
+) -> jax.Array:
+    """``ΔJ ΔJᵀ`` with ``ΔJ = J(params) − J(params0)``, without forming ``ΔJ``.
+
+    ``ΔJ`` is the Jacobian at ``δ = 0`` of ``h(δ) = f(params + δ) − f(params0 + δ)``, so
+    ``ΔJ ΔJᵀ`` is the empirical NTK of ``h``; it is exact (no power iteration) and costs
+    about two Gram computations.
+
+    Args:
+      apply_fn: ``(params, x) -> (n, k)``.
+      params0: reference parameters.
+      params: parameters (same structure).
+      x: ``(n, ...)``.
+      algorithm: empirical-NTK algorithm.
+
+    Returns:
+      ``(n·k, n·k)``, ordered as :func:`ntk_limits.optimization.full_gram`.
+    """
+    shift = lambda p, d: jax.tree_util.tree_map(jnp.add, p, d)
+    h = lambda d, xx: apply_fn(shift(params, d), xx) - apply_fn(shift(params0, d), xx)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return full_gram(h, zeros, x, algorithm=algorithm)
+
+
+def top_eigenvalue(matrix: jax.Array, *, num_iters: int = 200) -> jax.Array:
+    """Largest eigenvalue of a symmetric PSD ``matrix: (m, m)`` by power iteration.
+
+    Matrix-vector products only (no LAPACK call, so it is cheap and predictable inside
+    ``jit`` on CPU). The Rayleigh quotient converges from below: once the components
+    along eigenvalues below ``λ₂`` have decayed (like ``(λ₃/λ₁)^{2t}``), its error is at
+    most ``λ₁ − λ₂``, and it goes to 0 like ``(λ₂/λ₁)^{2t}``. So it is accurate both for a
+    well-separated top eigenvalue and for nearly equal top eigenvalues (where the error is
+    at most their small gap).
+
+    Args:
+      matrix: ``(m, m)``, symmetric positive semi-definite.
+      num_iters: power iterations.
+
+    Returns:
+      A scalar, ``≥ 0``.
+    """
+    # A fixed generic start vector (no PRNG: threefry is slow to compile on CPU). It is
+    # orthogonal to the top eigenvector only on a set of measure zero.
+    v = 1.0 + jnp.cos(2.399963 * jnp.arange(matrix.shape[0], dtype=matrix.dtype))
+
+    def body(_, v):
+        w = matrix @ v
+        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(matrix.dtype).tiny)
+
+    v = jax.lax.fori_loop(0, num_iters, body, v / jnp.linalg.norm(v))
+    return jnp.clip(v @ (matrix @ v), 0.0)
+
+
+def jacobian_stability(
+    apply_fn,
+    params0,
+    params,
+    x: jax.Array,
+    gram0: jax.Array,
+    *,
+    algorithm: str = "structured",
+    num_iters: int = 200,
+) -> JacobianStability:
+    """Jacobian and Gram change between ``params0`` and ``params`` (see the class).
+
+    Args:
+      apply_fn: ``(params, x) -> (n, k)``.
+      params0: initial parameters ``θ₀``.
+      params: parameters ``θ``.
+      x: ``(n, ...)``.
+      gram0: ``K(θ₀)``, ``(n·k, n·k)`` (from :func:`ntk_limits.optimization.full_gram`).
+      algorithm: empirical-NTK algorithm.
+      num_iters: power iterations for the top eigenvalues (see :func:`top_eigenvalue`).
+
+    Returns:
+      :class:`JacobianStability`.
+    """
+    d = jacobian_difference_gram(apply_fn, params0, params, x, algorithm=algorithm)
+    gram = full_gram(apply_fn, params, x, algorithm=algorithm)
+    spectral = jnp.sqrt(top_eigenvalue(d, num_iters=num_iters))
+    frobenius = jnp.sqrt(jnp.clip(jnp.trace(d), 0.0))
+    relative = spectral / jnp.sqrt(top_eigenvalue(gram0, num_iters=num_iters))
+    change = jnp.linalg.norm(gram - gram0) / jnp.linalg.norm(gram0)
+    return JacobianStability(spectral, frobenius, relative, change, gram)
+
+
+def c_prime(jacobian_change_spectral, lambda_min0):
+    """``C′ = 3 ‖J(θ) − J(θ₀)‖₂ / √λ_min(K₀)`` (``inf`` where ``λ_min(K₀) <= 0``).
+
+    Works on numbers, numpy or JAX arrays (broadcasting).
+    """
+    lam = jnp.asarray(lambda_min0)
+    safe = jnp.where(lam > 0, lam, 1.0)
+    return jnp.where(lam > 0, 3.0 * jnp.asarray(jacobian_change_spectral) / jnp.sqrt(safe), jnp.inf)
+
+
+def ngd_mse_prediction(k_train_train: jax.Array, y_train: jax.Array, learning_rate, damping):
+    """Kernel-regime outputs of damped NGD on MSE (Gram fixed at ``Θ ⊗ I_k``).
+
+    With ``Θ = V diag(λ) Vᵀ``, each step maps the residual ``r = f − y`` to
+    ``V diag(1 − η λ / (λ + ε)) Vᵀ r``; for ``ε = 0`` and ``λ > 0`` this is
+    ``(1 − η) r``, so the loss is ``(1 − η)^{2t}`` times its initial value.
+
+    Args:
+      k_train_train: ``Θ``, ``(n, n)`` (output-averaged NTK; the full Gram is ``Θ ⊗ I_k``).
+      y_train: targets ``(n, k)``.
+      learning_rate: ``η``.
+      damping: ``ε`` (absolute, as in :func:`ntk_limits.optimization.ngd`).
+
+    Returns:
+      ``predict(t, fx_train_0) -> (n, k)``, the training outputs after ``t`` steps
+      (``t`` may be an array of shape ``()``; ``vmap`` over it for curves).
+    """
+    lam, v = jnp.linalg.eigh((k_train_train + k_train_train.T) / 2)
+    lam = jnp.clip(lam, 0.0)
+    factor = 1.0 - learning_rate * lam / jnp.where(lam + damping > 0, lam + damping, 1.0)
+
+    def predict(t, fx_train_0):
+        r = v.T @ (fx_train_0 - y_train)
+        return y_train + v @ (factor[:, None] ** jnp.asarray(t, lam.dtype) * r)
+
+    return predict
+
+
+def predicted_loss_curve(predict, fx_train_0: jax.Array, y_train: jax.Array, num_steps: int):
+    """MSE loss ``‖f_t − y‖² / (2·n·k)`` of a closed-form prediction at ``t = 0..num_steps``.
+
+    Args:
+      predict: ``predict(t, fx_train_0) -> (n, k)``, e.g. from :func:`ngd_mse_prediction` or
+        :func:`ntk_limits.linearize.gradient_descent_mse` (``discrete=True``).
+      fx_train_0: outputs at initialisation, ``(n, k)``.
+      y_train: targets ``(n, k)``.
+      num_steps: last step.
+
+    Returns:
+      ``(num_steps + 1,)``.
+    """
+    ts = jnp.arange(num_steps + 1)
+    return jax.vmap(lambda t: mse_loss(predict(t, fx_train_0), y_train))(ts)
+
+
+def steps_to_threshold(losses: jax.Array, threshold) -> jax.Array:
+    """First index ``t`` with ``losses[t] <= threshold``, or ``-1`` if none.
+
+    Args:
+      losses: ``(T,)``.
+      threshold: scalar.
+
+    Returns:
+      An integer scalar.
+    """
+    below = jnp.asarray(losses) <= threshold
+    return jnp.where(jnp.any(below), jnp.argmax(below), -1)
