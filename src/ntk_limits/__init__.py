@@ -29,6 +29,7 @@ _SUBMODULES = (
     "kernels",
     "linearize",
     "models",
+    "ngd_conditions",
     "optimization",
     "parallel",
     "training",
