@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ntk_limits.kernels import jacobian_difference_fn
 from ntk_limits.optimization import full_gram
 from ntk_limits.training import mse_loss
 
@@ -75,8 +76,7 @@ def jacobian_difference_gram(
     Returns:
       ``(n·k, n·k)``, ordered as :func:`ntk_limits.optimization.full_gram`.
     """
-    shift = lambda p, d: jax.tree_util.tree_map(jnp.add, p, d)
-    h = lambda d, xx: apply_fn(shift(params, d), xx) - apply_fn(shift(params0, d), xx)
+    h = jacobian_difference_fn(apply_fn, params0, params)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     return full_gram(h, zeros, x, algorithm=algorithm)
 

@@ -53,11 +53,35 @@ def test_jacobian_change_of_a_network_matches_dense_numpy_norms(x64):
     p1 = jax.tree_util.tree_map(lambda a: a + 0.3 * jnp.sin(a), p0)
     d = np.asarray(kernels.jacobian(arch.apply_fn, p1, x) - kernels.jacobian(arch.apply_fn, p0, x))
     d = d.reshape(-1, d.shape[-1])
-    change = kernels.jacobian_change(arch.apply_fn, p0, p1, x, key=jax.random.key(2), num_iters=300)
-    # Power iteration from below; 300 steps on a 15-row operator converge to ~1e-6
-    # unless the top two singular values nearly coincide.
-    np.testing.assert_allclose(change.spectral, np.linalg.norm(d, 2), rtol=1e-4)
-    np.testing.assert_allclose(change.frobenius, np.linalg.norm(d), rtol=1e-10)  # exact sum
+    d0 = np.asarray(kernels.jacobian(arch.apply_fn, p0, x)).reshape(d.shape[0], -1)
+    for method in kernels.FROBENIUS_METHODS:
+        change = kernels.jacobian_change(
+            arch.apply_fn, p0, p1, x, key=jax.random.key(2), num_iters=300, frobenius=method
+        )
+        # Power iteration from below; 300 steps on a 15-row operator converge to ~1e-6
+        # unless the top two singular values nearly coincide.
+        np.testing.assert_allclose(change.spectral, np.linalg.norm(d, 2), rtol=1e-4)
+        # Both Frobenius methods are exact sums: float64 round-off.
+        np.testing.assert_allclose(change.frobenius, np.linalg.norm(d), rtol=1e-10)
+        want = np.linalg.norm(d) / np.linalg.norm(d0)
+        np.testing.assert_allclose(change.frobenius_relative, want, rtol=1e-10)
+
+
+def test_jacobian_change_rejects_an_unknown_frobenius_method():
+    with pytest.raises(ValueError, match="frobenius method 'dense'; allowed: structured, vjp"):
+        kernels.jacobian_change(_linear, {}, {}, jnp.ones((1, 3)), key=None, frobenius="dense")
+
+
+def test_jacobian_difference_fn_has_jacobian_delta_j(x64):
+    arch = models.mlp(7, 1, 2)
+    x = jax.random.normal(jax.random.key(3), (4, 3))
+    p0 = arch.init_fn(jax.random.key(4), x.shape)[1]
+    p1 = jax.tree_util.tree_map(lambda a: a + 0.2 * jnp.cos(a), p0)
+    h = kernels.jacobian_difference_fn(arch.apply_fn, p0, p1)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, p0)
+    want = kernels.jacobian(arch.apply_fn, p1, x) - kernels.jacobian(arch.apply_fn, p0, x)
+    # Two dense Jacobians vs the Jacobian of the difference: float64 round-off.
+    np.testing.assert_allclose(kernels.jacobian(h, zeros, x), want, rtol=1e-12, atol=1e-14)
 
 
 def test_gram_spectrum_matches_numpy_and_effective_rank_closed_forms(x64):

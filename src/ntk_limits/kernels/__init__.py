@@ -2,10 +2,12 @@
 
 from ntk_limits.kernels.blocked import KernelTooLarge, blocked_kernel_fn, kernel_memory_bytes
 from ntk_limits.kernels.diagnostics import (
+    FROBENIUS_METHODS,
     GramSpectrum,
     JacobianChange,
     gram_spectrum,
     jacobian_change,
+    jacobian_difference_fn,
     jacobian_spectral_norm,
     kernel_alignment,
     kernel_change,
@@ -15,6 +17,7 @@ from ntk_limits.kernels.empirical import ALGORITHMS, empirical_ntk_fn, jacobian,
 
 __all__ = [
     "ALGORITHMS",
+    "FROBENIUS_METHODS",
     "GramSpectrum",
     "JacobianChange",
     "KernelTooLarge",
@@ -23,6 +26,7 @@ __all__ = [
     "gram_spectrum",
     "jacobian",
     "jacobian_change",
+    "jacobian_difference_fn",
     "jacobian_spectral_norm",
     "kernel_alignment",
     "kernel_change",

@@ -16,6 +16,10 @@ This module makes it work without touching the installed package:
    the dict that ``cost_analysis()`` returns today, and the parameter-dtype helper by one
    that does not call ``jnp.dtype`` on arrays, and the basis helper by one that reads
    sizes from shapes (both DeprecationWarnings today, errors in a future JAX).
+5. The per-equation VJP of the structured pass falls back to ``jax.vjp`` for linear
+   primitives whose transpose JAX moved to ``ad.fancy_transposes`` (``slice``,
+   ``dynamic_slice``, single-output ``cond`` and ``scan``): without it any function that
+   slices its parameters fails with "Transpose rule ... not implemented".
 
 Everything is checked by ``tests/kernels/test_nt_adapter.py``: every neural-tangents
 entry point the project uses is compared against an independent pure-JAX reference,
@@ -159,6 +163,48 @@ def _std_basis(pytree):
     return _nt_empirical._unravel_array_into_pytree(pytree, 1, flat_basis)
 
 
+_nt_eqn_vjp_fn = _nt_empirical._eqn_vjp_fn
+
+
+def _eqn_vjp_fn(eqn, cts_in, *invals):
+    """As neural-tangents', also for primitives whose transpose JAX has moved.
+
+    JAX now registers the transposes of some linear primitives (``slice``,
+    ``dynamic_slice``, ``cond``, ``scan``, ...) only in ``ad.fancy_transposes``, under a
+    different calling convention, so neural-tangents' lookup fails for them. For those,
+    the cotangents come from ``jax.vjp`` of the primitive with zeros in place of the
+    undefined (linear) inputs: the equation is linear in them, so this is exact.
+    """
+    prim = None if eqn is None else eqn.primitive
+    if (
+        prim is None
+        or prim in _jad.primitive_transposes
+        or prim in _jad.reducing_transposes
+        or prim.call_primitive
+        or prim.map_primitive
+    ):
+        return _nt_eqn_vjp_fn(eqn, cts_in, *invals)
+    linear = [i for i, v in enumerate(invals) if isinstance(v, _ad.UndefinedPrimal)]
+    if isinstance(cts_in, _ad.Zero):
+        return tuple(_ad.Zero(invals[i].aval) if i in linear else None for i in range(len(invals)))
+    args = [
+        jax.numpy.zeros(v.aval.shape, v.aval.dtype) if isinstance(v, _ad.UndefinedPrimal) else v
+        for v in invals
+    ]
+
+    def bind(*lin):
+        full = list(args)
+        for i, value in zip(linear, lin, strict=True):
+            full[i] = value
+        out = prim.bind(*full, **eqn.params)
+        return out[0] if prim.multiple_results else out  # nt passes one output's cotangent
+
+    _, vjp = jax.vjp(bind, *(args[i] for i in linear))
+    cts = dict(zip(linear, vjp(cts_in), strict=True))
+    return tuple(cts.get(i) for i in range(len(invals)))
+
+
+_nt_empirical._eqn_vjp_fn = _eqn_vjp_fn
 _nt_empirical._std_basis = _std_basis
 _nt_empirical._get_primals_out_and_pullback = _get_primals_out_and_pullback
 _nt_empirical._get_fx_axis_and_dtype = _get_fx_axis_and_dtype
