@@ -4,9 +4,11 @@ Each size runs in its own child process, which reports its peak resident set siz
 (VmHWM: everything the process ever held, JAX runtime included) and its resident size
 just before the diagnostic (inputs, both parameter sets, JAX loaded). The network is a
 2-hidden-layer MLP on MNIST-shaped inputs (784 dims) with 10 outputs, sized to 10^6 and
-10^7 parameters; ``n`` inputs, ``num_iters`` power iterations, Frobenius VJPs batched
-``chunk`` at a time. The baseline is the size of the dense Jacobian ``n·k·P`` float32
-that a non-matrix-free implementation would hold (computed, not run).
+10^7 parameters; ``n`` inputs, ``num_iters`` power iterations, the exact Frobenius norm
+by structured derivatives (the default) and, at 10^6 only, by ``n·k`` VJPs batched ``chunk``
+at a time (~100x slower; at 10^7 it took 180 s). The baseline is the size of the dense
+Jacobian ``n·k·P`` float32 that a non-matrix-free implementation would hold (computed,
+not run).
 """
 
 import functools
@@ -15,9 +17,9 @@ from typing import Any
 
 from benchmarks import common
 
-# (label, width giving ~P parameters for depth 2, 784 inputs, 10 outputs)
-FULL = (("1e6", 680), ("1e7", 2800))
-QUICK = (("1e4", 12), ("1e5", 100))
+# (label, width giving ~P parameters for depth 2, 784 inputs, 10 outputs, Frobenius method)
+FULL = (("1e6", 680, "structured"), ("1e7", 2800, "structured"), ("1e6", 680, "vjp"))
+QUICK = (("1e4", 12, "structured"), ("1e5", 100, "structured"), ("1e4", 12, "vjp"))
 N_INPUTS, OUTPUTS, NUM_ITERS, CHUNK = 64, 10, 10, 16
 GOAL_GIB = 4.0
 
@@ -39,11 +41,13 @@ def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     ]
     params = jax.tree_util.tree_unflatten(tree, moved)
     x = jax.random.normal(k2, (cfg["n"], 784))
-    # Called as the studies call it: not under jax.jit (its power iteration and Frobenius
-    # map compile internally; jacobian_change itself does not trace under jit today:
-    # int(jnp.prod(shape)) in kernels/diagnostics.py::_frobenius).
+    # Called eagerly, as a notebook user would (it also works under jax.jit).
     fn = functools.partial(
-        kernels.jacobian_change, arch.apply_fn, num_iters=cfg["num_iters"], chunk=cfg["chunk"]
+        kernels.jacobian_change,
+        arch.apply_fn,
+        num_iters=cfg["num_iters"],
+        frobenius=cfg["frobenius"],
+        chunk=cfg["chunk"],
     )
     jax.block_until_ready((params0, params, x))
     before = common.current_rss_bytes()
@@ -68,19 +72,22 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     Peak memory is the process's peak RSS on CPU and the device's ``peak_bytes_in_use``
     on an accelerator (the host RSS is kept as an extra key).
     """
-    rows = []
-    for label, width in QUICK if quick else FULL:
-        cfg = {"width": width, "n": N_INPUTS, "num_iters": NUM_ITERS, "chunk": CHUNK}
-        print(f"  jacobian_change memory: ~{label} parameters (width {width})", flush=True)
+    rows, seconds = [], {}
+    for label, width, method in QUICK if quick else FULL:
+        cfg = {"width": width, "n": N_INPUTS, "num_iters": NUM_ITERS, "chunk": CHUNK,
+               "frobenius": method}  # fmt: skip
+        print(f"  jacobian_change memory: ~{label} parameters, {method}", flush=True)
         res = common.run_child("jacobian_memory", cfg)
+        knobs = f"chunk={CHUNK}" if method == "vjp" else "structured"
         name = (
             f"jacobian_change peak memory, {label} params "
-            f"(n={N_INPUTS}, k={OUTPUTS}, iters={NUM_ITERS}, chunk={CHUNK})"
+            f"(n={N_INPUTS}, k={OUTPUTS}, iters={NUM_ITERS}, Frobenius {knobs})"
         )
         goal = f"< {GOAL_GIB:g} GiB" if label == "1e7" else ""
         if "error" in res:
             rows.append(common.skipped(name, res["error"], goal))
             continue
+        seconds[label, method] = res["seconds"]
         peak = res["peak_rss"] / common.GIB
         on_device = res.get("backend", "cpu") != "cpu" and res.get("device_peak") is not None
         if on_device:  # on an accelerator the goal is about device memory
@@ -100,8 +107,22 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 num_params=res["num_params"],
                 rss_before_gib=res["rss_before"] / common.GIB,
                 seconds_incl_compile=res["seconds"],
+                frobenius_relative=res["frobenius_relative"],
                 baseline_is="dense Jacobian n*k*P float32 (computed)",
             )
+        )
+    small = (QUICK if quick else FULL)[0][0]
+    if (small, "vjp") in seconds and (small, "structured") in seconds:
+        fast, slow = seconds[small, "structured"], seconds[small, "vjp"]
+        rows.append(
+            common.record(
+                f"jacobian_change time incl. compile, {small} params: structured vs VJP Frobenius",
+                fast,
+                "s",
+                baseline=slow,
+                ratio=slow / fast,
+                goal="(no goal)",
+            )  # fmt: skip
         )
     return rows
 

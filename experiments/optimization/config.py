@@ -23,7 +23,7 @@ targets (``L = ‖f − y‖² / (2·n·k)``):
 
 Expected result (embedded, measured): ``λ_min(K₀)`` is below float32 resolution for the
 width-16 MLPs and both CNNs (widths 8, 32) and approaches ``λ_min(Θ∞)`` from below for
-wider MLPs (NTK: 0.10, 0.22 vs 0.29 at widths 128, 1024); ``max_t C′`` is ≫ 1/2
+wider MLPs (NTK: 0.093, 0.22 vs 0.29 at widths 128, 1024); ``max_t C′`` is ≫ 1/2
 everywhere (MLP NTK: ≥3e3, 38, 10; CNN ≥ 2e3), so C1 holds; the two widest MLPs put
 ``C′ = 1/2`` near width 1e5. Yet NGD (η = 1) reaches ``0.1 · L₀`` in one step at MLP
 widths ≥ 128 as the kernel regime predicts, and GD follows its ``Θ∞`` prediction, so the
