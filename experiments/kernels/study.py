@@ -57,11 +57,7 @@ def expand(config: dict) -> list[dict]:
 def load_inputs(dataset: str, data_dir, n: int, pool: int, flatten: bool):
     """Inputs ``(n, H/pool, W/pool, C)`` (or flattened ``(n, d)``) and their description."""
     ds = data.load(dataset, split="train", data_dir=data_dir, n=n, seed=0)
-    x = np.asarray(ds.x, np.float32)
-    if pool > 1:
-        m, h, w, c = x.shape
-        x = x[:, : h - h % pool, : w - w % pool].reshape(m, h // pool, pool, w // pool, pool, c)
-        x = x.mean(axis=(2, 4))
+    x = data.pool_images(np.asarray(ds.x, np.float32), pool)
     shape = "x".join(map(str, x.shape[1:]))
     desc = f"{ds.name}: {n} class-balanced training images"
     desc += f", {pool}x{pool}-average-pooled to {shape}" if pool > 1 else f" of {shape}"

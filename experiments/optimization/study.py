@@ -49,11 +49,7 @@ def expand(config: dict) -> list[dict]:
 def load_data(dataset: str, data_dir, n_train: int, pool: int):
     """Training images ``x: (n, H/pool, W/pool, C)``, one-hot ``y: (n, k)``, and a name."""
     ds = data.load(dataset, split="train", data_dir=data_dir, n=n_train, seed=0)
-    x = np.asarray(ds.x, np.float32)
-    if pool > 1:
-        n, h, w, c = x.shape
-        x = x[:, : h - h % pool, : w - w % pool].reshape(n, h // pool, pool, w // pool, pool, c)
-        x = x.mean(axis=(2, 4))
+    x = data.pool_images(np.asarray(ds.x, np.float32), pool)
     y = np.eye(ds.num_classes, dtype=np.float32)[ds.y]
     pooled = f", {pool}x{pool}-average-pooled to {x.shape[1]}x{x.shape[2]}" if pool > 1 else ""
     return x, y, f"{ds.name}: {n_train} class-balanced training images{pooled}"

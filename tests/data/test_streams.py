@@ -126,3 +126,20 @@ def test_named_embedded_streams_are_deterministic():
     assert len(data.make_stream("permuted_mnist5k", n_train=20, n_test=10)) == 5
     assert len(data.make_stream("rotated_digits")) == 5
     assert data.make_stream("split_mnist5k", n_train=100, n_test=50)[4].classes == (8, 9)
+
+
+def test_pool_images_matches_a_loop_over_windows():
+    x = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype(np.float32)
+    got = data.pool_images(x, 3)
+    want = np.empty((2, 2, 3, 3), np.float32)
+    for i in range(2):
+        for j in range(3):
+            want[:, i, j] = x[:, 3 * i : 3 * i + 3, 3 * j : 3 * j + 3].mean(axis=(1, 2))
+    # Same 9-term float32 means, summed in a possibly different order.
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(data.pool_images(x, 1), x)
+    for bad in (0, 8, 2.0):
+        with pytest.raises(ValueError, match="pool factor must be an int in 1..7"):
+            data.pool_images(x, bad)
+    with pytest.raises(ValueError, match=r"\(n, H, W, C\)"):
+        data.pool_images(x[0], 2)

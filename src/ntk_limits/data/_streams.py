@@ -72,6 +72,29 @@ def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
     return (rotated + background).astype(x.dtype)
 
 
+def pool_images(x: np.ndarray, factor: int) -> np.ndarray:
+    """Average-pools images by ``factor`` in both spatial axes (trailing rows/columns dropped).
+
+    Args:
+        x: images (n, H, W, C).
+        factor: pooling window and stride, a positive integer (1 returns ``x`` unchanged).
+
+    Returns:
+        Images (n, H // factor, W // factor, C), same dtype.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"pool_images needs images (n, H, W, C), got shape {x.shape}")
+    if not isinstance(factor, int) or factor < 1 or factor > min(x.shape[1:3]):
+        raise ValueError(f"pool factor must be an int in 1..{min(x.shape[1:3])}, got {factor!r}")
+    if factor == 1:
+        return x
+    n, h, w, c = x.shape
+    hp, wp = h // factor, w // factor
+    blocks = x[:, : hp * factor, : wp * factor].reshape(n, hp, factor, wp, factor, c)
+    return blocks.mean(axis=(2, 4)).astype(x.dtype)
+
+
 def rotated_stream(
     train: Dataset,
     test: Dataset,
