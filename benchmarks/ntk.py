@@ -183,8 +183,11 @@ def _collect(quick: bool, have_torch: bool, save_dir: str) -> dict[str, dict[str
                 "peak_rss_gib": res["peak_rss"] / common.GIB,
                 "same_program": res.get("same_program"),
                 "n": shape["n"],
-                "rel_diff": _rel_diff(where, name),
+                "save_dir": where,
             }
+    for name, r in found.items():  # after every group: the reference may run last
+        if "save_dir" in r:
+            r["rel_diff"] = _rel_diff(r.pop("save_dir"), name.split("@")[0])
     return found
 
 

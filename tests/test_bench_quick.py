@@ -66,3 +66,11 @@ def test_quick_run_writes_the_report_format(tmp_path):
     names = " ".join(r["name"] for r in rows)
     for part in ("empirical NTK", "ensemble", "bandit posterior", "jacobian_change"):
         assert part in names
+    # Every JAX kernel is compared with the dense reference of the same run (float32: equal
+    # algorithms up to summation order, ~1e-6; 1e-4 leaves room for a flipped ReLU unit's
+    # rounding, which torch's different kernels can cause but JAX's do not).
+    for row in rows:
+        if row["name"].startswith("empirical NTK [") and "[torch]" not in row["name"]:
+            if row["value"] is not None:
+                assert row["max_rel_diff_against"] == "reference", row["name"]
+                assert row["max_rel_diff"] < 1e-4, row
