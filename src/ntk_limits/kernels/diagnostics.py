@@ -1,8 +1,9 @@
 """Kernel-regime diagnostics: is this network close to its linearisation?
 
-All functions are pure. Those that touch the Jacobian never form it: they use JVPs and
-VJPs only, so they run at 10^7 parameters. Definitions (``J = ∂f/∂θ`` on the given
-inputs, flattened to ``(n·k) × P``):
+All functions are pure. Those that touch the Jacobian never form it: they use JVPs,
+VJPs and neural-tangents' structured derivatives, so they run at 10^7 parameters
+(1 GiB peak at 10^7 parameters and 64 inputs, ``make bench``). Definitions
+(``J = ∂f/∂θ`` on the given inputs, flattened to ``(n·k) × P``):
 
 * Gram spectrum of ``K = J Jᵀ``: ``λ_min``, ``λ_max``, condition number
   ``λ_max / λ_min``, effective rank ``exp(H(p))`` with ``p = λ / Σλ`` (Roy & Vetterli).
