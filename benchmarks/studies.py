@@ -31,7 +31,7 @@ PAPER_SMOKE_S = 300.0
 
 def _cli(*args: str) -> list[str]:
     exe = shutil.which("ntk-limits", path=os.path.dirname(sys.executable))
-    return [exe, *args] if exe else [sys.executable, "-m", "ntk_limits", *args]
+    return [exe, *args] if exe else [sys.executable, "-m", "ntk_limits_experiments", *args]
 
 
 def _timed(cmds: list[list[str]], timeout: float) -> tuple[float, int, str]:
@@ -103,7 +103,7 @@ def paper_smoke(outdir: Path, budget: float = PAPER_SMOKE_S) -> list[dict[str, A
     whose data is missing (exit 2) does not stop the others. The report is then written
     from whatever finished.
     """
-    from experiments import registry
+    from ntk_limits_experiments import registry
 
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"  paper-profile smoke: {budget:.0f} s budget, workdir {outdir}", flush=True)

@@ -1,7 +1,7 @@
 """Which studies exist, in report order, and how to load them lazily.
 
 A study named ``NAME`` lives in the module ``experiments.NAME.study`` and exposes a
-module-level ``STUDY`` (:class:`experiments.study.Study`) with ``STUDY.name == NAME``.
+module-level ``STUDY`` (:class:`ntk_limits_experiments.study.Study`) with ``STUDY.name == NAME``.
 Modules are imported only when a study is loaded, so ``ntk-limits --help`` stays fast.
 A study whose module does not exist yet is *not built*: :func:`load` returns None.
 
@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import os
 
-from experiments.study import Study
+from ntk_limits_experiments.study import Study
 
 __all__ = [
     "CLAIMS",

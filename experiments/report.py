@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments import registry, store
+from ntk_limits_experiments import registry, store
 
 __all__ = ["CLAIMS", "collect_verdicts", "load_summaries", "render_report", "write_report"]
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from experiments import store
-from experiments.study import Config, Diverged, Spec, Study, Summary
+from ntk_limits_experiments import store
+from ntk_limits_experiments.study import Config, Diverged, Spec, Study, Summary
 
 __all__ = [
     "PROFILES",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bandit_posterior, common, run
-from experiments import report
+from ntk_limits_experiments import report
 
 _KEYS = ("name", "value", "unit", "baseline", "ratio", "goal", "met")
 

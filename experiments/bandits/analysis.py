@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from experiments.bandits.config import sweep_widths
-from experiments.study import Verdict
 from ntk_limits import bandits
+from ntk_limits_experiments.bandits.config import sweep_widths
+from ntk_limits_experiments.study import Verdict
 
 __all__ = [
     "CLAIM",
@@ -25,6 +25,19 @@ CLAIM = (
     "NTK-theory exploration (γ_t) over-explores; tuned or evidence-maximised exploration "
     "does better"
 )
+
+
+def neural_name(method: str, exploration: str, gamma: float = 1.0, lam: float | None = None) -> str:
+    """``neuralucb-theory``, ``neuralts-fixed-0.1``, ``greedy`` (fixed γ = 0), ...
+
+    ``lam`` marks a theory agent run at a prior precision other than the config's
+    (``neuralucb-theory-lam1``).
+    """
+    if exploration == "fixed" and gamma == 0.0:
+        return "greedy"
+    suffix = f"-{gamma:g}" if exploration == "fixed" else ""
+    suffix += f"-lam{lam:g}" if lam is not None else ""
+    return f"neural{method}-{exploration}{suffix}"
 
 
 def group_records(config: dict, records: list[dict]) -> dict:
@@ -122,15 +135,11 @@ def sweep_table(config: dict, sweep: dict) -> str:
 
 
 def _alternatives(config: dict, method: str) -> list[str]:
-    from experiments.bandits.study import neural_name
-
     gammas = [g for g in config["fixed_gammas"] if g == 0.0 or method in config["fixed_methods"]]
     return [neural_name(method, "fixed", g) for g in gammas] + [neural_name(method, "evidence")]
 
 
 def _theories(config: dict, method: str) -> list[str]:
-    from experiments.bandits.study import neural_name
-
     extra = [neural_name(method, "theory", lam=lam) for lam in config["theory_prior_precisions"]]
     return [neural_name(method, "theory")] + extra
 

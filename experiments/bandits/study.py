@@ -15,10 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bandits import analysis, plots
-from experiments.bandits.config import get_config, sweep_widths, validate
-from experiments.study import Diverged, Study, Summary
 from ntk_limits import bandits, data, models
+from ntk_limits_experiments.bandits import analysis, plots
+from ntk_limits_experiments.bandits.analysis import neural_name
+from ntk_limits_experiments.bandits.config import get_config, sweep_widths, validate
+from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "expand", "execute", "summarize"]
 
@@ -34,19 +35,6 @@ _BASELINE_FIELDS = {  # agent -> (family, method, exploration)
     "ntkgp-ts-evidence": ("gp", "ts", "evidence"),
     "neuralucb-diag-theory": ("diag", "ucb", "theory"),
 }
-
-
-def neural_name(method: str, exploration: str, gamma: float = 1.0, lam: float | None = None) -> str:
-    """``neuralucb-theory``, ``neuralts-fixed-0.1``, ``greedy`` (fixed γ = 0), ...
-
-    ``lam`` marks a theory agent run at a prior precision other than the config's
-    (``neuralucb-theory-lam1``).
-    """
-    if exploration == "fixed" and gamma == 0.0:
-        return "greedy"
-    suffix = f"-{gamma:g}" if exploration == "fixed" else ""
-    suffix += f"-lam{lam:g}" if lam is not None else ""
-    return f"neural{method}-{exploration}{suffix}"
 
 
 def _spec(config, dataset, agent, family, method, exploration, gamma, width, par) -> dict:

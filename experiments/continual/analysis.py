@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from experiments.study import Verdict
+from ntk_limits_experiments.study import Verdict
 
 __all__ = [
     "STATEMENT",

@@ -11,10 +11,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.continual import analysis, networks, plots
-from experiments.continual.config import get_config, validate
-from experiments.study import Diverged, Study, Summary
 from ntk_limits import continual
+from ntk_limits_experiments.continual import analysis, networks, plots
+from ntk_limits_experiments.continual.config import get_config, validate
+from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "expand", "execute", "summarize"]
 

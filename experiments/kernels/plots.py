@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments.study import Summary, Verdict
+from ntk_limits_experiments.study import Summary, Verdict
 
 matplotlib.use("Agg")
 

@@ -2,9 +2,9 @@
 
 One run = one architecture × parametrization × width, with all seeds batched by ``vmap``
 inside one compiled program (draw the parameters, take the empirical NTK). See
-:mod:`experiments.kernels.config` for the command, runtime and expected result.
+:mod:`ntk_limits_experiments.kernels.config` for the command, runtime and expected result.
 
-Parameters are drawn by :func:`experiments.kernels.params.draw_params` (the distribution
+Parameters are drawn by :func:`ntk_limits_experiments.kernels.params.draw_params` (the distribution
 of stax's ``init_fn`` from one random op, which compiles in a fraction of the time).
 """
 
@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.kernels import config as cfg
-from experiments.kernels.params import compile_jit, draw_params
-from experiments.kernels.plots import summarize
-from experiments.study import Study
 from ntk_limits import data, models
 from ntk_limits.kernels import blocked_kernel_fn, empirical_ntk_fn
+from ntk_limits_experiments.kernels import config as cfg
+from ntk_limits_experiments.kernels.params import compile_jit, draw_params
+from ntk_limits_experiments.kernels.plots import summarize
+from ntk_limits_experiments.study import Study
 
 __all__ = [
     "STUDY",

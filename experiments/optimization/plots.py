@@ -1,6 +1,6 @@
 """Figures of the optimization study (matplotlib ``Figure`` objects, no global state).
 
-Each function takes the rows of :func:`experiments.optimization.summary.rows_from_records`
+Each function takes the rows of :func:`.summary.rows_from_records`
 and writes one PNG; medians over seeds are drawn as lines, single seeds as dots.
 """
 

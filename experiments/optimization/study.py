@@ -2,7 +2,7 @@
 
 One run = one architecture × width × parametrization, with all seeds batched by ``vmap``
 and all NGD step sizes (and GD step sizes) batched likewise. See
-:mod:`experiments.optimization.config` for the command, runtime and expected result, and
+:mod:`ntk_limits_experiments.optimization.config` for the command, runtime and expected result, and
 :mod:`ntk_limits.ngd_conditions` for the definitions of ``K₀``, ``λ_min`` and ``C′``.
 """
 
@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.optimization import config as cfg
-from experiments.optimization import measure
-from experiments.optimization.program import Plan, build_program
-from experiments.optimization.summary import summarize
-from experiments.study import Diverged, Study
 from ntk_limits import data, models
+from ntk_limits_experiments.optimization import config as cfg
+from ntk_limits_experiments.optimization import measure
+from ntk_limits_experiments.optimization.program import Plan, build_program
+from ntk_limits_experiments.optimization.summary import summarize
+from ntk_limits_experiments.study import Diverged, Study
 
 __all__ = ["STUDY", "expand", "execute", "load_data"]
 

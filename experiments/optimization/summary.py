@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.optimization import plots
-from experiments.study import Summary, Verdict
+from ntk_limits_experiments.optimization import plots
+from ntk_limits_experiments.study import Summary, Verdict
 
 __all__ = ["PRACTICAL_WIDTH", "rows_from_records", "summarize"]
 

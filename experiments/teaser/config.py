@@ -21,7 +21,7 @@ What runs, per width (seeds batched by ``vmap``):
    ``g(θ, x) = f(θ, x) − f(θ₀, x)`` (zero at initialisation, as in Lee et al. 2019), so
    that its infinite-width limit is deterministic.
 2. ``steps`` steps of full-batch gradient descent on ``‖g − y‖² / (2n)`` with
-   ``η = lr_fraction · 2n / λ_max(Θ_inf)`` (``experiments.teaser.study.gradient_descent``:
+   ``η = lr_fraction · 2n / λ_max(Θ_inf)`` (``teaser.study.gradient_descent``:
    the steps of ``ntk_limits.training.make_train`` with ``optax.sgd``, without its
    minibatch permutations, which only cost compile time for full batches).
 3. Linearised Laplace (empirical-NTK GP): prior covariance ``K* = Θ̂(θ*)``, the empirical

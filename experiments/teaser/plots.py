@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments.study import Summary
+from ntk_limits_experiments.study import Summary
 
 __all__ = ["summarize"]
 
@@ -26,11 +26,8 @@ def _band(ax, grid, mean, sd, color, label):
     ax.plot(grid, mean, color=color, lw=1.5, label=label)
 
 
-def _predictive_figure(config, inf, finite, path: Path) -> Path:
-    from experiments.teaser.study import load_data  # the study imports this module
-
-    x, y, grid = (a[:, 0] for a in load_data(
-        config["n_train"], config["data_seed"], config["num_grid"], config["margin"]))  # fmt: skip
+def _predictive_figure(arrays, inf, finite, path: Path) -> Path:
+    x, y, grid = (a[:, 0] for a in arrays)
     panels = [(f"width {w}", m) for w, m in finite] + [("infinite width (NTK-GP)", inf)]
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
@@ -97,13 +94,16 @@ def _table(finite) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summarize(config: dict, records: list[dict], outdir) -> Summary:
-    """Predictive-band panels, distance-vs-width figure and table; no claim verdict."""
+def summarize(config: dict, records: list[dict], outdir, arrays) -> Summary:
+    """Predictive-band panels, distance-vs-width figure and table; no claim verdict.
+
+    ``arrays`` is ``(x_train, y_train, x_grid)`` of the config, each ``(·, 1)``.
+    """
     outdir = Path(outdir)
     inf, finite = _split(records)
     figures = []
     if inf is not None or finite:
-        figures.append(_predictive_figure(config, inf, finite, outdir / "teaser_predictive.png"))
+        figures.append(_predictive_figure(arrays, inf, finite, outdir / "teaser_predictive.png"))
     if finite and inf is not None:
         figures.append(_distance_figure(finite, outdir / "teaser_distance_vs_width.png"))
     w = [wi for wi, _ in finite]

@@ -2,7 +2,7 @@
 
 One run = one width with all seeds batched by ``vmap`` (train, then the empirical-NTK GP
 around the trained parameters), or the infinite-width reference (``width: None``). See
-:mod:`experiments.teaser.config` for the recipe, command, runtime and expected result.
+:mod:`ntk_limits_experiments.teaser.config` for the recipe, command, runtime and expected result.
 """
 
 import functools
@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.kernels.params import compile_jit, draw_params
-from experiments.study import Diverged, Study
-from experiments.teaser import config as cfg
-from experiments.teaser.plots import summarize
 from ntk_limits import models
 from ntk_limits.kernels import empirical_ntk_fn
 from ntk_limits.linearize import gp_regression, gradient_descent_mse
 from ntk_limits.training import mse_loss
+from ntk_limits_experiments.kernels.params import compile_jit, draw_params
+from ntk_limits_experiments.study import Diverged, Study, Summary
+from ntk_limits_experiments.teaser import config as cfg
+from ntk_limits_experiments.teaser import plots
 
 __all__ = [
     "STUDY",
@@ -28,6 +28,7 @@ __all__ = [
     "gradient_descent",
     "laplace_predictive",
     "load_data",
+    "summarize",
 ]
 
 _RUN_KEYS = (
@@ -203,6 +204,11 @@ def execute(spec: dict, progress) -> dict:
         "final_loss": losses[:, -1],
         **common,
     }
+
+
+def summarize(config: dict, records: list[dict], outdir) -> Summary:
+    """The figures and table of :func:`ntk_limits_experiments.teaser.plots.summarize`."""
+    return plots.summarize(config, records, outdir, _data(config))
 
 
 STUDY = Study(

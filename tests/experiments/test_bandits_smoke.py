@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from experiments import store
-from experiments.bandits import analysis
-from experiments.bandits.study import STUDY, curve_index, neural_name
-from experiments.study import Summary
+from ntk_limits_experiments import store
+from ntk_limits_experiments.bandits import analysis
+from ntk_limits_experiments.bandits.study import STUDY, curve_index, neural_name
+from ntk_limits_experiments.study import Summary
 
 
 def test_smoke_profile_end_to_end(tmp_path):
@@ -40,7 +40,7 @@ def test_smoke_profile_end_to_end(tmp_path):
 
 
 def test_smoke_through_the_runner(tmp_path):
-    runner = pytest.importorskip("experiments.runner")
+    runner = pytest.importorskip("ntk_limits_experiments.runner")
     config = STUDY.get_config("smoke")
     records = runner.run_study(STUDY, config, tmp_path, profile="smoke", out=io.StringIO())
     assert {r["status"] for r in records} == {"ok"}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import runner, store
-from ntk_limits.cli import main
+from ntk_limits_experiments import runner, store
+from ntk_limits_experiments.cli import main
 from tests.experiments.test_runner import data_module
 from tests.experiments.toy_study import STUDY
 
@@ -25,7 +25,7 @@ ENV = {
 
 
 def cli(*args, **kwargs):
-    cmd = [sys.executable, "-m", "ntk_limits", *map(str, args)]
+    cmd = [sys.executable, "-m", "ntk_limits_experiments", *map(str, args)]
     return subprocess.run(
         cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120, **kwargs
     )
@@ -96,22 +96,24 @@ def test_unknown_data_set_is_one_line(tmp_path, capsys):
     _assert_one_line_error(code, capsys.readouterr().err, "unknown data set 'nosuch'")
 
 
-def test_cli_module_does_not_import_jax_or_studies():
+def test_cli_module_does_not_import_jax_or_studies_for_help():
     code = (
-        "import sys, ntk_limits; before = set(sys.modules); from ntk_limits import cli; "
+        "import sys, ntk_limits_experiments; before = set(sys.modules); "
+        "from ntk_limits_experiments import cli; "
         "cli.build_parser().format_help(); print(sorted(set(sys.modules) - before))"
     )
     new = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True
     ).stdout
-    assert "'jax'" not in new and "experiments" not in new and "numpy" not in new
+    assert "'ntk_limits_experiments.cli'" in new  # the check sees the modules it imports
+    assert "'jax'" not in new and "numpy" not in new and ".study" not in new
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     args = ["run", "toy", "--profile", "smoke", "--set", "sleep=0.3", "--workdir"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ntk_limits", *args, str(killed)],
+        [sys.executable, "-m", "ntk_limits_experiments", *args, str(killed)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.DEVNULL,

@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.continual import analysis, networks
-from experiments.continual.study import STUDY
-from experiments.study import Summary
 from ntk_limits import kernels, models
+from ntk_limits_experiments.continual import analysis, networks
+from ntk_limits_experiments.continual.study import STUDY
+from ntk_limits_experiments.study import Summary
 
 
 def _train(apply_fn, params, opt, x, y, steps):
@@ -112,7 +112,7 @@ def test_validate_rejects_bad_configs():
 
 
 def test_smoke_end_to_end_through_runner(tmp_path):
-    from experiments.runner import prepare_config, run_study
+    from ntk_limits_experiments.runner import prepare_config, run_study
 
     config = prepare_config(STUDY, "smoke")
     records = run_study(STUDY, config, tmp_path, profile="smoke", out=io.StringIO())

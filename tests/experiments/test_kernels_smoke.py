@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import registry, runner
-from experiments.kernels import plots, study
-from experiments.kernels.params import compile_jit, draw_params, leaf_scales
 from ntk_limits import models
 from ntk_limits.kernels import empirical_ntk_fn, kernel_alignment
+from ntk_limits_experiments import registry, runner
+from ntk_limits_experiments.kernels import plots, study
+from ntk_limits_experiments.kernels.params import compile_jit, draw_params, leaf_scales
 
 _TINY = [
     (lambda p: models.mlp(8, depth=2, out_dim=1, parameterization=p, W_std=1.3, b_std=0.2),

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import runner
-from experiments.optimization import config as cfg
-from experiments.optimization import summary
-from experiments.optimization.study import STUDY
 from ntk_limits import data
+from ntk_limits_experiments import runner
+from ntk_limits_experiments.optimization import config as cfg
+from ntk_limits_experiments.optimization import summary
+from ntk_limits_experiments.optimization.study import STUDY
 from tests.data.conftest import FakeCifar10
 
 VERDICTS = ("holds", "fails", "inconclusive")

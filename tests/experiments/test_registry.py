@@ -2,8 +2,8 @@ import io
 
 import pytest
 
-from experiments import registry, report, runner
-from experiments.study import Study
+from ntk_limits_experiments import registry, report, runner
+from ntk_limits_experiments.study import Study
 
 TOY = "tests.experiments.toy_study:STUDY"
 

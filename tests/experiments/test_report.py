@@ -1,6 +1,6 @@
 import json
 
-from experiments import report
+from ntk_limits_experiments import report
 
 
 def test_report_without_results_lists_every_claim_as_not_run(tmp_path):

@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 
-from experiments import report, runner, store
+from ntk_limits_experiments import report, runner, store
 from tests.experiments.toy_study import STUDY
 
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import store
+from ntk_limits_experiments import store
 
 
 def test_run_key_is_canonical_and_ignores_data_dir():

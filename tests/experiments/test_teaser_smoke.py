@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from experiments import registry, runner
-from experiments.teaser import study
 from ntk_limits.linearize import gradient_descent_mse
+from ntk_limits_experiments import registry, runner
+from ntk_limits_experiments.teaser import study
 
 
 def _psd(n, seed=0):

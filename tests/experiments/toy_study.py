@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.study import Diverged, Study, Summary, Verdict
+from ntk_limits_experiments.study import Diverged, Study, Summary, Verdict
 
 _PROFILES = {
     "smoke": {"widths": [2, 8], "seeds": [0, 1]},

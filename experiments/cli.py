@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_studies(name: str) -> list:
-    from experiments import registry
+    from ntk_limits_experiments import registry
 
     if name != "all":
         known = registry.names()
@@ -121,7 +121,7 @@ def _resolve_studies(name: str) -> list:
 
 
 def _print_skipped() -> None:
-    from experiments import registry
+    from ntk_limits_experiments import registry
 
     for n in registry.STUDIES:
         if registry.load(n) is None:
@@ -131,7 +131,7 @@ def _print_skipped() -> None:
 
 
 def _prepare(studies: list, args: argparse.Namespace) -> list:
-    from experiments import runner
+    from ntk_limits_experiments import runner
 
     if args.profile not in _PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(_PROFILES)}")
@@ -156,7 +156,7 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments import runner
+    from ntk_limits_experiments import runner
 
     try:
         studies = _resolve_studies(args.study)
@@ -198,7 +198,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f"workdir {args.workdir!r} does not exist; allowed: a folder "
             "written by 'ntk-limits run'"
         )
-    from experiments.report import write_report
+    from ntk_limits_experiments.report import write_report
 
     report, verdicts = write_report(args.workdir)
     print(f"wrote {report} and {verdicts}")
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_PROG}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as e:
-        from experiments.runner import is_data_unavailable
+        from ntk_limits_experiments.runner import is_data_unavailable
 
         if is_data_unavailable(e):
             return _fail(
