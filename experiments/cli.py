@@ -18,10 +18,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ntk_limits_experiments.config import PROFILES  # standard library only: --help stays fast
+
 __all__ = ["build_parser", "main"]
 
 _PROG = "ntk-limits"
-_PROFILES = ("smoke", "embedded", "paper")
 
 
 class UsageError(Exception):
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--profile",
         default="embedded",
-        metavar="{" + ",".join(_PROFILES) + "}",
+        metavar="{" + ",".join(PROFILES) + "}",
         help="config size: smoke (seconds), embedded (default), paper",
     )
     run.add_argument(
@@ -133,8 +134,8 @@ def _print_skipped() -> None:
 def _prepare(studies: list, args: argparse.Namespace) -> list:
     from ntk_limits_experiments import runner
 
-    if args.profile not in _PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(_PROFILES)}")
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; allowed: {', '.join(PROFILES)}")
     data_dir = args.data_dir or _default_data_dir()
     several = len(studies) > 1 or args.study == "all"
     configs = [
@@ -144,7 +145,7 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
         for s in studies
     ]
     if several:  # a key must belong to at least one study
-        known = {k for s in studies for k in s.get_config(args.profile)}
+        known = {k for s in studies for k in runner.fields(s.get_config(args.profile))}
         for item in args.overrides:
             key = item.partition("=")[0].strip()
             if key not in known:

@@ -18,7 +18,6 @@ import os
 from ntk_limits_experiments.study import Study
 
 __all__ = [
-    "CLAIMS",
     "EXTRA_STUDIES_ENV",
     "STUDIES",
     "extra_studies",
@@ -28,14 +27,7 @@ __all__ = [
     "names",
 ]
 
-STUDIES = ("kernels", "teaser", "optimization", "bandits", "continual")
-CLAIMS: dict[str, tuple[str, ...]] = {
-    "kernels": ("C5",),
-    "teaser": (),
-    "optimization": ("C1", "C2"),
-    "bandits": ("C3",),
-    "continual": ("C4",),
-}
+STUDIES = ("kernels", "teaser", "optimization", "bandits", "continual")  # report order
 EXTRA_STUDIES_ENV = "NTK_LIMITS_EXTRA_STUDIES"
 
 

@@ -9,23 +9,16 @@ import datetime
 import json
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ntk_limits_experiments import registry, store
+from ntk_limits_experiments import claims, registry, store
+from ntk_limits_experiments.common import markdown_cell, markdown_table
 
 __all__ = ["CLAIMS", "collect_verdicts", "load_summaries", "render_report", "write_report"]
 
-CLAIMS: dict[str, str] = {
-    "C1": "The stable-Jacobian condition (C′ < 1/2) fails at practical widths.",
-    "C2": "NGD does not deliver its kernel-regime speed-up over GD in practice.",
-    "C3": "NTK-theory exploration (γ_t) over-explores; tuned or evidence-maximised "
-    "exploration does better.",
-    "C4": "Width reduces forgetting only when networks are under-trained.",
-    "C5": "The empirical NTK approaches the infinite-width NTK as width grows (sanity).",
-}
-_CLAIM_STUDY = {c: name for name, claims in registry.CLAIMS.items() for c in claims}
+CLAIMS: dict[str, str] = {c.id: c.statement for c in claims.CLAIMS.values()}
+_CLAIM_STUDY = {c.id: c.study for c in claims.CLAIMS.values()}
 
 
 def load_summaries(workdir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -90,18 +83,6 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _cell(text: Any, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
     rows = [
         (
@@ -113,7 +94,7 @@ def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
         )
         for v in verdicts
     ]
-    return _table(["claim", "statement", "verdict", "rule", "evidence"], rows)
+    return markdown_table(["claim", "statement", "verdict", "rule", "evidence"], rows)
 
 
 def _study_section(name: str, summary: dict[str, Any] | None) -> str:
@@ -135,7 +116,7 @@ def _study_section(name: str, summary: dict[str, Any] | None) -> str:
         parts.append(
             "### Diverged and failed runs\n\n"
             + "".join(
-                f"- `{f['key']}` {f['status']}: {_cell(f['message'])} "
+                f"- `{f['key']}` {f['status']}: {markdown_cell(f['message'])} "
                 f"(`{store.canonical_json(f['spec'])}`)\n"
                 for f in failures
             )
@@ -151,7 +132,7 @@ def _provenance(summaries: dict[str, dict[str, Any]]) -> str:
             device = "{platform}/{kind}".format(**env["device"])
             rows.append((name, env["n_runs"], versions, env["dtype"], device))
     total = sum(s.get("wall_time_s", 0.0) for s in summaries.values())
-    table = _table(["study", "runs", "versions", "dtype", "device"], rows) if rows else ""
+    table = markdown_table(["study", "runs", "versions", "dtype", "device"], rows) if rows else ""
     return f"## Provenance\n\n{table}\nTotal run time: {total:.1f} s.\n"
 
 
@@ -160,7 +141,7 @@ def _benchmarks(bench: Any) -> str:
         bench = bench.get("results", bench.get("benchmarks", []))
     keys = ("name", "value", "unit", "baseline", "ratio", "goal", "met")
     rows = [[_num(b.get(k, "")) for k in keys] for b in bench]
-    return "## Benchmarks\n\n" + _table(keys, rows)
+    return "## Benchmarks\n\n" + markdown_table(keys, rows)
 
 
 def render_report(

@@ -2,7 +2,7 @@
 
 ``run_study`` is the only entry point the CLI needs once a config is resolved::
 
-    config = prepare_config(study, "smoke", ["widths=8,16"])
+    config = prepare_config(study, "smoke", ["mlp_widths=8,16"])
     records = run_study(study, config, "results", profile="smoke")
 
 Each spec of ``study.expand(config)`` is executed at most once per workdir: finished runs
@@ -12,128 +12,29 @@ where the previous process stopped.
 """
 
 import collections
+import dataclasses
 import datetime
 import json
-import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ntk_limits_experiments import config as cfg
 from ntk_limits_experiments import store
-from ntk_limits_experiments.study import Config, Diverged, Spec, Study, Summary
+from ntk_limits_experiments.config import Config
+from ntk_limits_experiments.progress import Display
+from ntk_limits_experiments.study import Diverged, Spec, Study, Summary
 
 __all__ = [
-    "PROFILES",
-    "apply_overrides",
     "check_workdir",
     "is_data_unavailable",
     "prepare_config",
     "run_study",
 ]
-
-PROFILES = ("smoke", "embedded", "paper")
-
-
-def _type_error(key: str, text: str, kind: str, current: Any) -> ValueError:
-    return ValueError(
-        f"value {text!r} for key {key!r} is not {kind}; allowed: {kind} (current: {current!r})"
-    )
-
-
-def _parse_scalar(key: str, text: str, current: Any) -> Any:
-    """Parses ``text`` with the type of ``current`` (bool, int, float, str or None)."""
-    text = text.strip() if not isinstance(current, str) else text
-    if isinstance(current, bool):
-        low = text.lower()
-        if low not in ("true", "false"):
-            raise _type_error(key, text, "a boolean (true or false)", current)
-        return low == "true"
-    if isinstance(current, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise _type_error(key, text, "an integer", current) from None
-    if isinstance(current, float):
-        try:
-            value = float(text)
-        except ValueError:
-            raise _type_error(key, text, "a number", current) from None
-        if not math.isfinite(value):
-            raise ValueError(
-                f"value {text!r} for key {key!r} is not finite; allowed: a finite number"
-            )
-        return value
-    if current is None:  # untyped: null, an int, a finite float, else the string
-        if text.lower() in ("none", "null"):
-            return None
-        for kind in (int, float):
-            try:
-                return _parse_scalar(key, text, kind(0))
-            except ValueError:
-                continue
-        return text
-    return text
-
-
-def _parse_value(key: str, text: str, current: Any) -> Any:
-    if isinstance(current, dict):
-        raise ValueError(
-            f"key {key!r} holds a nested dict; allowed: keys with scalar or list values"
-        )
-    if not isinstance(current, list | tuple):
-        return _parse_scalar(key, text, current)
-    items = [t for t in (s.strip() for s in text.split(",")) if t]
-    kinds = {type(v) for v in current}
-    if kinds == {int}:
-        template = 0
-    elif kinds <= {int, float} and kinds:
-        template = 0.0
-    elif kinds in ({bool}, {str}):
-        template = kinds.pop()()
-    else:  # empty or mixed: infer each element
-        template = None
-    try:
-        return [_parse_scalar(key, t, template) for t in items]
-    except ValueError as e:
-        raise ValueError(f"{e} (in list {text!r}, given as comma-separated a,b,c)") from None
-
-
-def apply_overrides(
-    config: Config, overrides: Iterable[str], *, unknown_ok: bool = False
-) -> Config:
-    """Returns a copy of ``config`` with ``key=value`` overrides applied.
-
-    Each value is parsed with the type of the existing value: int, float (finite only),
-    bool (``true``/``false``), str, None (null, number or string), or a list of those
-    given as comma-separated ``a,b,c``.
-
-    Args:
-      config: the study's config.
-      overrides: strings ``"key=value"``.
-      unknown_ok: skip keys the config does not have instead of raising (``run all``).
-
-    Returns:
-      The new config.
-
-    Raises:
-      ValueError: malformed override, unknown key, wrong type or non-finite number.
-    """
-    config = dict(config)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value; allowed: key=value")
-        if key not in config:
-            if unknown_ok:
-                continue
-            raise ValueError(f"unknown key {key!r}; allowed: {', '.join(sorted(config))}")
-        config[key] = _parse_value(key, text, config[key])
-    return config
 
 
 def prepare_config(
@@ -144,33 +45,38 @@ def prepare_config(
     data_dir: str | os.PathLike | None = None,
     unknown_ok: bool = False,
 ) -> Config:
-    """Resolves and validates a study's config; writes nothing.
+    """Resolves a study's config: its profile, the data folder, then the overrides.
+
+    Writes nothing. The config checks itself when built, so the result is valid.
 
     Args:
       study: the study.
       profile: ``smoke``, ``embedded`` or ``paper``.
-      overrides: ``key=value`` strings (see :func:`apply_overrides`).
-      data_dir: put into the config as ``data_dir`` when the config has that key.
+      overrides: ``key=value`` strings (see :func:`ntk_limits_experiments.config.apply_overrides`).
+      data_dir: put into the config's ``data_dir`` field when it has one.
       unknown_ok: ignore override keys this study's config does not have.
 
     Returns:
-      The config, validated by ``study.validate``.
+      The config.
 
     Raises:
-      ValueError: bad profile or override, or ``study.validate`` rejected the config
-        (its message is prefixed with the study name).
+      ValueError: bad profile or override, or an invalid value (the message is prefixed
+        with the study name).
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    config = dict(study.get_config(profile))
-    if data_dir is not None and "data_dir" in config:
-        config["data_dir"] = str(data_dir)
+    if profile not in cfg.PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(cfg.PROFILES)}")
+    config = study.get_config(profile)
     try:
-        config = apply_overrides(config, overrides, unknown_ok=unknown_ok)
-        study.validate(config)
+        if data_dir is not None and "data_dir" in fields(config):
+            config = dataclasses.replace(config, data_dir=str(data_dir))
+        return cfg.apply_overrides(config, overrides, unknown_ok=unknown_ok)
     except ValueError as e:
         raise ValueError(f"{study.name}: {e}") from e
-    return config
+
+
+def fields(config: Config) -> tuple[str, ...]:
+    """The field names of a config (the keys ``--set`` accepts)."""
+    return tuple(f.name for f in dataclasses.fields(config))
 
 
 def check_workdir(workdir: str | os.PathLike) -> Path:
@@ -199,74 +105,6 @@ def is_data_unavailable(exc: BaseException) -> bool:
     return isinstance(cls, type) and isinstance(exc, cls)
 
 
-def _describe(spec: Spec, keys: Sequence[str]) -> str:
-    def fmt(v: Any) -> str:
-        return f"{v:g}" if isinstance(v, float) else str(v)
-
-    return " ".join(f"{k}={fmt(spec[k])}" for k in keys if k in spec)
-
-
-def _varying_keys(specs: Sequence[Spec]) -> list[str]:
-    keys = dict.fromkeys(k for s in specs for k in s)
-    return [k for k in keys if len({store.canonical_json(s.get(k)) for s in specs}) > 1]
-
-
-class _Display:
-    """Progress: tqdm bars on a terminal, one plain line per finished run otherwise."""
-
-    def __init__(self, name: str, specs: Sequence[Spec], n_done: int, out: TextIO):
-        self.name, self.out, self.done, self.total = name, out, n_done, len(specs)
-        self.keys = _varying_keys(specs)
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self.bar = self.inner = None
-        if self.tty:
-            from tqdm.std import tqdm
-
-            self._tqdm = tqdm
-            self.bar = tqdm(total=self.total - n_done, desc=name, unit="run", file=out)
-        else:
-            print(
-                f"[{name}] {self.total} runs: {n_done} finished before, "
-                f"{self.total - n_done} to run",
-                file=out,
-                flush=True,
-            )
-
-    def progress(self, done: int, total: int) -> None:
-        if not self.tty:
-            return
-        if self.inner is None:
-            self.inner = self._tqdm(total=total, desc="run", position=1, leave=False, file=self.out)
-        self.inner.total = total
-        self.inner.update(done - self.inner.n)  # redraws at most every 0.1 s
-
-    def finished(self, record: dict[str, Any]) -> None:
-        self.done += 1
-        line = (
-            f"[{self.name} {self.done}/{self.total}] {record['status']}  "
-            f"{_describe(record['spec'], self.keys)}  {record['wall_time_s']:.1f}s"
-        )
-        if record["message"]:
-            line += "  " + record["message"].strip().split("\n")[0][:200]
-        if not self.tty:
-            print(line, file=self.out, flush=True)
-            return
-        self._close_inner()
-        if record["status"] != "ok":
-            self.bar.write(line, file=self.out)
-        self.bar.update(1)
-
-    def _close_inner(self) -> None:
-        if self.inner is not None:
-            self.inner.close()
-            self.inner = None
-
-    def close(self) -> None:
-        self._close_inner()
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _execute(study: Study, spec: Spec, progress) -> dict[str, Any]:
     """Executes one spec and returns its record; only KeyboardInterrupt-like errors escape."""
     start = time.perf_counter()
@@ -285,7 +123,7 @@ def _execute(study: Study, spec: Spec, progress) -> dict[str, Any]:
             raise
         status, metrics, message = "failed", {}, f"{type(e).__name__}: {e}"
     return store.make_record(
-        study.name, spec, status, metrics, message, time.perf_counter() - start
+        study.name, store.to_jsonable(spec), status, metrics, message, time.perf_counter() - start
     )
 
 
@@ -306,6 +144,7 @@ def _environments(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _summary_json(study, config, profile, records, summary: Summary, workdir) -> dict:
     outdir = store.study_dir(workdir, study.name)
     verdicts = [v._asdict() if hasattr(v, "_asdict") else dict(v) for v in summary.verdicts]
+    config = cfg.to_dict(config)
     failures = [
         {k: r[k] for k in ("key", "status", "message", "spec")}
         for r in records
@@ -313,7 +152,7 @@ def _summary_json(study, config, profile, records, summary: Summary, workdir) ->
     ]
     return {
         "study": study.name,
-        "claims": list(study.claims),
+        "claims": list(dict.fromkeys(v["claim"] for v in verdicts)),
         "profile": profile,
         "config": config,
         "n_runs": len(records),
@@ -345,10 +184,10 @@ def run_study(
 
     Args:
       study: the study.
-      config: its resolved config (see :func:`prepare_config`); validated again here.
+      config: its resolved config (see :func:`prepare_config`).
       workdir: the results folder.
-      profile: recorded in ``config.json`` and ``summary.json`` (default
-        ``config.get("profile")``).
+      profile: recorded in ``config.json`` and ``summary.json`` (default: the config's
+        ``profile`` field, if it has one).
       retry_failed: execute runs stored as ``failed`` again.
       out: where progress goes (default ``sys.stderr``); tqdm bars if it is a
         terminal, else one line per finished run.
@@ -357,13 +196,12 @@ def run_study(
       The run records, in the order of ``study.expand(config)``.
 
     Raises:
-      ValueError: the config is invalid or ``expand`` returned duplicate specs.
+      ValueError: ``expand`` returned duplicate specs.
     """
     out = sys.stderr if out is None else out
-    profile = config.get("profile") if profile is None else profile
-    study.validate(config)
-    specs = study.expand(config)
-    keys = [store.run_key(study.name, s) for s in specs]
+    profile = getattr(config, "profile", None) if profile is None else profile
+    specs = list(study.expand(config))
+    keys = [store.run_key(study.name, store.to_jsonable(s)) for s in specs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{study.name}: expand() returned duplicate specs")
     outdir = store.study_dir(workdir, study.name)
@@ -371,13 +209,16 @@ def run_study(
     for folder in (outdir, outdir / "runs"):
         store.clean_stale_temp_files(folder)
     store.write_json_atomic(
-        outdir / "config.json", {"study": study.name, "profile": profile, "config": config}
+        outdir / "config.json",
+        {"study": study.name, "profile": profile, "config": cfg.to_dict(config)},
     )
     records = [store.read_run(workdir, study.name, k) for k in keys]
     todo = [
         i for i, r in enumerate(records) if r is None or (retry_failed and r["status"] == "failed")
     ]
-    display = _Display(study.name, specs, len(specs) - len(todo), out)
+    display = Display(
+        study.name, [store.to_jsonable(s) for s in specs], len(specs) - len(todo), out
+    )
     try:
         for i in todo:
             records[i] = _execute(study, specs[i], display.progress)

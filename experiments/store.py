@@ -16,6 +16,7 @@ JSON of the spec (sorted keys, compact separators). Keys listed in
 are left out of the key, so moving the data does not invalidate finished runs.
 """
 
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -57,12 +58,15 @@ def to_jsonable(obj: Any) -> Any:
     """Converts numpy/JAX scalars and arrays (recursively) to plain JSON types.
 
     Args:
-      obj: a nest of dicts, lists, tuples, numbers, strings, numpy or JAX values.
+      obj: a nest of dicts, dataclasses (typed configs and specs), lists, tuples,
+        numbers, strings, numpy or JAX values.
 
     Returns:
       The same nest built from ``dict``, ``list``, ``int``, ``float``, ``bool``, ``str``
       and ``None``; arrays of any shape become (nested) lists.
     """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

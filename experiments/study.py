@@ -1,17 +1,19 @@
 """The contract between a study and the runner.
 
 A study is a handful of pure-ish functions bundled in a :class:`Study`. The runner
-(`experiments/runner.py`) expands the study's config into run specs, executes each spec
-at most once (results are keyed by a hash of the spec), and then asks the study to
-summarise all records into figures, tables and claim verdicts for the report.
+(:mod:`ntk_limits_experiments.runner`) takes one of the study's profile configs (typed,
+frozen values, see :mod:`ntk_limits_experiments.config`), expands it into run specs,
+executes each spec at most once (results are keyed by a hash of the spec), and then asks
+the study to summarise all records into figures, tables and claim verdicts.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-Config = dict[str, Any]  # JSON-serialisable, flat where possible
-Spec = dict[str, Any]  # one fully resolved run; its hash is the run's key
+from ntk_limits_experiments.config import PROFILES, Config
+
+Spec = Any  # one fully resolved run: a frozen dataclass (or a dict); its hash is its key
 Metrics = dict[str, Any]  # JSON-serialisable: numbers, strings, lists of numbers
 
 
@@ -58,20 +60,25 @@ class Study(NamedTuple):
 
     Attributes:
       name: the CLI name (``ntk-limits run NAME``).
-      claims: ids of the claims it decides (``("C1", "C2")``).
-      get_config: ``profile -> config``; profiles are ``smoke``, ``embedded``, ``paper``.
-      validate: ``config -> None``; raises ``ValueError("one line: what, allowed")``.
-      expand: ``config -> [spec, ...]``; each spec is JSON-serialisable and complete.
+      profiles: ``{"smoke": config, "embedded": config, "paper": config}``, built by
+        :func:`ntk_limits_experiments.config.profiles`; each config is a frozen, typed
+        :class:`ntk_limits_experiments.config.Config`, valid by construction.
+      expand: ``config -> [spec, ...]``; each spec is complete and hashable (a frozen
+        dataclass; its JSON form is stored and hashed).
       execute: ``(spec, progress) -> metrics``; ``progress(done, total)`` may be called
         for long runs; raises :class:`Diverged` on a non-finite loss.
       summarize: ``(config, records, outdir) -> Summary``; ``records`` is a list of
-        ``{"spec": spec, "metrics": metrics, "status": status}`` for every run.
+        ``{"spec": spec as JSON, "metrics": metrics, "status": status}`` for every run.
     """
 
     name: str
-    claims: tuple[str, ...]
-    get_config: Callable[[str], Config]
-    validate: Callable[[Config], None]
-    expand: Callable[[Config], list[Spec]]
+    profiles: Mapping[str, Config]
+    expand: Callable[[Config], Sequence[Spec]]
     execute: Callable[[Spec, Callable[[int, int], None]], Metrics]
     summarize: Callable[[Config, list[dict[str, Any]], Path], Summary]
+
+    def get_config(self, profile: str) -> Config:
+        """The config of ``profile``; raises ``ValueError`` for an unknown profile."""
+        if profile not in self.profiles:
+            raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+        return self.profiles[profile]

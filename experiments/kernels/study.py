@@ -163,7 +163,7 @@ def execute(spec: dict, progress) -> dict:
     shapes = jax.eval_shape(lambda k: arch.init_fn(k, (-1, *x.shape[1:]))[1], jax.random.key(0))
     return {
         **kernel_metrics(k_emp, k_inf),
-        "hidden_width": arch.width,
+        "hidden_width": arch.network.hidden_width,
         "num_params": models.num_params(shapes),
         "data": desc,
     }

@@ -36,6 +36,8 @@ _SUBMODULES = (
 )
 _NAMES = {
     "Architecture": "models",
+    "Network": "models",
+    "build": "models",
     "cnn": "models",
     "mlp": "models",
     "num_params": "models",

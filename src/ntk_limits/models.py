@@ -1,12 +1,16 @@
 """Architectures: one definition gives the finite network and its infinite-width kernels.
 
-Every constructor returns an :class:`Architecture`: ``init_fn``/``apply_fn`` of the finite
-network at the requested width and ``kernel_fn``, the exact infinite-width NNGP and NTK of
-the same architecture (from neural-tangents' ``stax``), in NTK or standard
-parametrization.
+A network is described by one frozen value, :class:`Network` (kind, width, depth, output
+size, parametrization, activation, ``W_std``, ``b_std``), and :func:`build` is the one
+function that turns it into an :class:`Architecture`: ``init_fn``/``apply_fn`` of the
+finite network and ``kernel_fn``, the exact infinite-width NNGP and NTK of the same
+architecture (from neural-tangents' ``stax``), in NTK or standard parametrization. The
+architecture carries its ``network``. :func:`mlp`, :func:`cnn` and :func:`wide_resnet`
+are keyword-friendly shortcuts for ``build(Network(...))``. Fan-in scales live here too
+(:func:`fan_in_scales`, :func:`init_sampler`).
 
 Example:
-  >>> arch = mlp(width=512, depth=2, out_dim=10)
+  >>> arch = build(Network("mlp", width=512, depth=2, out_dim=10))  # = mlp(512, 2, 10)
   >>> _, params = arch.init_fn(jax.random.key(0), (-1, 784))
   >>> arch.apply_fn(params, x).shape          # x: (n, 784)
   (n, 10)
@@ -17,6 +21,7 @@ For the network people actually train (BatchNorm, finite only) see
 :mod:`ntk_limits.flax_models`.
 """
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -27,14 +32,114 @@ import numpy as np
 
 from ntk_limits.kernels._nt import stax
 
-__all__ = ["Architecture", "mlp", "cnn", "wide_resnet", "num_params", "ACTIVATIONS"]
+__all__ = [
+    "ACTIVATIONS",
+    "PARAMETERIZATIONS",
+    "Architecture",
+    "Network",
+    "build",
+    "cnn",
+    "fan_in_scales",
+    "init_sampler",
+    "mlp",
+    "num_params",
+    "wide_resnet",
+]
 
 PARAMETERIZATIONS = ("ntk", "standard")
 ACTIVATIONS = ("relu", "erf", "tanh")
 
 
+_KINDS = ("mlp", "cnn", "wrn")
+# (W_std, b_std) when a Network leaves them unset: He-style ReLU scaling for the plain
+# networks, unit weights and no bias for the residual one (its sums double the variance).
+_DEFAULT_STDS = {"mlp": (math.sqrt(2.0), 0.1), "cnn": (math.sqrt(2.0), 0.1), "wrn": (1.0, 0.0)}
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}; allowed: 1, 2, ...")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """The one description of a network: everything :func:`build` needs, nothing else.
+
+    A frozen, hashable value: it can key a cache, travel in a config and name a run.
+
+    Attributes:
+      kind: ``"mlp"`` (dense), ``"cnn"`` (SAME 3×3 convolutions, global average pool,
+        dense readout) or ``"wrn"`` (WideResNet without BatchNorm, see
+        :func:`wide_resnet`).
+      width: hidden units (mlp), channels (cnn), or the WRN width multiplier ``k``
+        (groups of ``16k``, ``32k``, ``64k`` channels); see :attr:`hidden_width`.
+      depth: hidden layers (mlp), convolutions (cnn), total depth ``6n + 4`` (wrn).
+      out_dim: outputs.
+      parameterization: ``"ntk"`` or ``"standard"``.
+      activation: ``"relu"``, ``"erf"`` or ``"tanh"`` (wrn: ``"relu"`` only).
+      W_std: weight standard deviation (times ``sqrt(fan_in)``); ``None`` takes the
+        kind's default (mlp, cnn: ``sqrt(2)``; wrn: ``1``).
+      b_std: bias standard deviation; ``None`` takes the kind's default (mlp, cnn:
+        ``0.1``; wrn: ``0``).
+
+    Raises:
+      ValueError: a field out of range (one line: what, and what is allowed).
+    """
+
+    kind: str
+    width: int
+    depth: int
+    out_dim: int = 1
+    parameterization: str = "ntk"
+    activation: str = "relu"
+    W_std: float | None = None  # noqa: N815 - the name used in the NTK literature
+    b_std: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown network kind {self.kind!r}; allowed: {', '.join(_KINDS)}")
+        for name in ("width", "depth", "out_dim"):
+            _positive_int(name, getattr(self, name))
+        if self.kind == "wrn" and (self.depth < 10 or (self.depth - 4) % 6):
+            raise ValueError(
+                f"WRN depth must be 6n+4 with n >= 1, got {self.depth}; allowed: 10, 16, 22, 28"
+            )
+        if self.activation not in ACTIVATIONS or (self.kind == "wrn" and self.activation != "relu"):
+            allowed = "relu" if self.kind == "wrn" else ", ".join(ACTIVATIONS)
+            raise ValueError(f"unknown activation {self.activation!r}; allowed: {allowed}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"unknown parameterization {self.parameterization!r}; allowed: ntk, standard"
+            )
+        w_default, b_default = _DEFAULT_STDS[self.kind]
+        w_std = w_default if self.W_std is None else self.W_std
+        b_std = b_default if self.b_std is None else self.b_std
+        if not (math.isfinite(w_std) and math.isfinite(b_std) and w_std > 0 and b_std >= 0):
+            raise ValueError(
+                f"W_std must be > 0 and b_std >= 0, got {w_std!r}, {b_std!r}; "
+                "allowed: finite numbers, e.g. W_std=1.414, b_std=0.1"
+            )
+        object.__setattr__(self, "W_std", float(w_std))
+        object.__setattr__(self, "b_std", float(b_std))
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "depth", int(self.depth))
+        object.__setattr__(self, "out_dim", int(self.out_dim))
+
+    @property
+    def hidden_width(self) -> int:
+        """Units (mlp) or channels (cnn) per hidden layer; the narrowest group ``16k`` (wrn)."""
+        return 16 * self.width if self.kind == "wrn" else self.width
+
+    @property
+    def name(self) -> str:
+        """A short description, e.g. ``"mlp-d2-w512-relu-ntk"`` or ``"wrn-16-4-ntk"``."""
+        if self.kind == "wrn":
+            return f"wrn-{self.depth}-{self.width}-{self.parameterization}"
+        return f"{self.kind}-d{self.depth}-w{self.width}-{self.activation}-{self.parameterization}"
+
+
 class Architecture(NamedTuple):
-    """A finite network and its infinite-width kernels, from one definition.
+    """A finite network and its infinite-width kernels, from one :class:`Network`.
 
     Attributes:
       init_fn: ``(key, input_shape) -> (output_shape, params)``; ``input_shape`` has a
@@ -42,28 +147,65 @@ class Architecture(NamedTuple):
       apply_fn: ``(params, x) -> f`` with ``x: (n, ...)`` and ``f: (n, out_dim)``.
       kernel_fn: ``(x1, x2, get) -> kernel``: the infinite-width ``"nngp"`` or ``"ntk"``,
         shape ``(n1, n2)`` (output dimensions are independent and identical).
-      name: a short description, e.g. ``"mlp-d2-w512-relu-ntk"``.
-      width: the hidden width (channels for convolutional networks).
-      parameterization: ``"ntk"`` or ``"standard"``.
+      network: the description it was built from (:func:`build`).
     """
 
     init_fn: Callable[..., tuple[Any, Any]]
     apply_fn: Callable[..., jax.Array]
     kernel_fn: Callable[..., Any]
-    name: str
-    width: int
-    parameterization: str
+    network: Network
+
+    @property
+    def name(self) -> str:
+        """``network.name``."""
+        return self.network.name
+
+    @property
+    def parameterization(self) -> str:
+        """``"ntk"`` or ``"standard"``."""
+        return self.network.parameterization
 
 
-def _check(width: int, depth: int, activation: str, parameterization: str) -> None:
-    if not isinstance(width, int | np.integer) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    if not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth must be a positive integer, got {depth!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {parameterization!r}; allowed: ntk, standard")
+def build(network: Network) -> Architecture:
+    """The finite network and its infinite-width kernels described by ``network``.
+
+    Args:
+      network: the description (kind, width, depth, parametrisation, ...).
+
+    Returns:
+      The :class:`Architecture`; its ``apply_fn`` maps ``(n, d)`` (mlp) or
+      ``(n, H, W, C)`` (cnn, wrn) to ``(n, network.out_dim)``, and it carries ``network``.
+
+    Example:
+      >>> arch = build(Network("mlp", width=512, depth=2, out_dim=10))
+      >>> arch.network.W_std                       # the mlp default, sqrt(2)
+      1.4142135623730951
+    """
+    kw = dict(W_std=network.W_std, b_std=network.b_std, parameterization=network.parameterization)
+    if network.kind == "mlp":
+        layers = []
+        for _ in range(network.depth):
+            layers += [stax.Dense(network.width, **kw), _activation(network.activation)]
+        layers.append(stax.Dense(network.out_dim, **kw))
+        return Architecture(*stax.serial(*layers), network)
+    if network.kind == "cnn":
+        layers = []
+        for _ in range(network.depth):
+            conv = stax.Conv(network.width, (3, 3), padding="SAME", **kw)
+            layers += [conv, _activation(network.activation)]
+        layers += [stax.GlobalAvgPool(), stax.Dense(network.out_dim, **kw)]
+        return Architecture(*stax.serial(*layers), network)
+    k, n = network.width, (network.depth - 4) // 6
+    layers = [
+        stax.Conv(16 * k, (3, 3), padding="SAME", **kw),
+        _wrn_group(n, 16 * k, (1, 1), kw),
+        _wrn_group(n, 32 * k, (2, 2), kw),
+        _wrn_group(n, 64 * k, (2, 2), kw),
+        stax.GlobalAvgPool(),
+        stax.Dense(network.out_dim, **kw),
+    ]
+    init_fn, apply_fn, kernel_fn = stax.serial(*layers)
+    return Architecture(init_fn, apply_fn, _quiet_fan_in(kernel_fn), network)
 
 
 def _activation(name: str):
@@ -79,11 +221,6 @@ def _activation(name: str):
         return stax.ElementwiseNumerical(
             jax.numpy.tanh, deg=32, df=lambda x: 1 - jax.numpy.tanh(x) ** 2
         )
-
-
-def _triple(layers):
-    init_fn, apply_fn, kernel_fn = stax.serial(*layers)
-    return init_fn, apply_fn, kernel_fn
 
 
 def mlp(
@@ -115,14 +252,7 @@ def mlp(
     Returns:
       The :class:`Architecture`; ``apply_fn`` maps ``(n, d) -> (n, out_dim)``.
     """
-    _check(width, depth, activation, parameterization)
-    dense = dict(W_std=W_std, b_std=b_std, parameterization=parameterization)
-    layers = []
-    for _ in range(depth):
-        layers += [stax.Dense(width, **dense), _activation(activation)]
-    layers.append(stax.Dense(out_dim, **dense))
-    name = f"mlp-d{depth}-w{width}-{activation}-{parameterization}"
-    return Architecture(*_triple(layers), name, int(width), parameterization)
+    return build(Network("mlp", width, depth, out_dim, parameterization, activation, W_std, b_std))
 
 
 def cnn(
@@ -134,7 +264,6 @@ def cnn(
     parameterization: str = "ntk",
     W_std: float = math.sqrt(2.0),  # noqa: N803
     b_std: float = 0.1,
-    kernel_size: int = 3,
 ) -> Architecture:
     """Convolutional network: ``depth`` SAME 3×3 convolutions, global average pool, dense.
 
@@ -146,20 +275,11 @@ def cnn(
       parameterization: ``"ntk"`` or ``"standard"``.
       W_std: weight standard deviation (times ``sqrt(fan_in)``).
       b_std: bias standard deviation.
-      kernel_size: spatial size of the square filters.
 
     Returns:
       The :class:`Architecture`; ``apply_fn`` maps ``(n, H, W, C) -> (n, out_dim)``.
     """
-    _check(width, depth, activation, parameterization)
-    kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization)
-    layers = []
-    for _ in range(depth):
-        filters = (kernel_size, kernel_size)
-        layers += [stax.Conv(width, filters, padding="SAME", **kw), _activation(activation)]
-    layers += [stax.GlobalAvgPool(), stax.Dense(out_dim, **kw)]
-    name = f"cnn-d{depth}-w{width}-{activation}-{parameterization}"
-    return Architecture(*_triple(layers), name, int(width), parameterization)
+    return build(Network("cnn", width, depth, out_dim, parameterization, activation, W_std, b_std))
 
 
 def _wrn_block(channels: int, strides, mismatch: bool, kw):
@@ -209,26 +329,10 @@ def wide_resnet(
       b_std: bias standard deviation.
 
     Returns:
-      The :class:`Architecture` with ``width = 16 * k``; ``(n, H, W, C) -> (n, out_dim)``.
+      The :class:`Architecture` (``network.width = k``, ``network.hidden_width = 16k``);
+      ``apply_fn`` maps ``(n, H, W, C) -> (n, out_dim)``.
     """
-    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"WRN depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
-    _check(int(k), 1, "relu", parameterization)
-    kw = dict(W_std=W_std, b_std=b_std, parameterization=parameterization)
-    n = (depth - 4) // 6
-    layers = [
-        stax.Conv(16 * k, (3, 3), padding="SAME", **kw),
-        _wrn_group(n, 16 * k, (1, 1), kw),
-        _wrn_group(n, 32 * k, (2, 2), kw),
-        _wrn_group(n, 64 * k, (2, 2), kw),
-        stax.GlobalAvgPool(),
-        stax.Dense(out_dim, **kw),
-    ]
-    name = f"wrn-{depth}-{k}-{parameterization}"
-    init_fn, apply_fn, kernel_fn = _triple(layers)
-    return Architecture(
-        init_fn, apply_fn, _quiet_fan_in(kernel_fn), name, 16 * int(k), parameterization
-    )
+    return build(Network("wrn", k, depth, out_dim, parameterization, "relu", W_std, b_std))
 
 
 def _quiet_fan_in(kernel_fn):
@@ -251,3 +355,76 @@ def _quiet_fan_in(kernel_fn):
 def num_params(params) -> int:
     """Number of scalar parameters in a pytree."""
     return int(sum(np.prod(np.shape(p)) for p in jax.tree_util.tree_leaves(params)))
+
+
+def _is_layer(node) -> bool:
+    """A stax ``(W, b)`` pair (arrays or shapes; ``b`` may be ``None``)."""
+    return (
+        isinstance(node, tuple | list)
+        and len(node) == 2
+        and hasattr(node[0], "shape")
+        and (node[1] is None or hasattr(node[1], "shape"))
+    )
+
+
+def fan_in_scales(params, W_std: float, b_std: float):  # noqa: N803
+    """Per-layer ``(W_std / sqrt(fan_in), b_std)``: standard params = scale · NTK params.
+
+    In NTK parametrization a layer computes ``h = a·W x + β·b`` with ``W, b ~ N(0, 1)``;
+    the standard network ``h = W' x + b'`` with ``W' = a·W``, ``b' = β·b`` has the same
+    initial distribution. ``fan_in = prod(W.shape[:-1])`` (dense: inputs; HWIO
+    convolution: filter size × input channels).
+
+    Args:
+      params: stax parameters or their shapes: nested tuples/lists with ``(W, b)`` per
+        layer with parameters (``b`` may be ``None``).
+      W_std: the layers' ``W_std``.
+      b_std: the layers' ``b_std``.
+
+    Returns:
+      The same tree with Python floats ``a`` in place of ``W`` and ``β`` in place of ``b``
+      (``None`` biases stay ``None``).
+    """
+    if _is_layer(params):
+        w, b = params
+        a = W_std / math.sqrt(math.prod(w.shape[:-1]))
+        return type(params)((a, None if b is None else b_std))
+    if isinstance(params, tuple | list):
+        return type(params)(fan_in_scales(p, W_std, b_std) for p in params)
+    raise ValueError(f"unexpected stax parameter node {params!r}; allowed: (W, b) pairs")
+
+
+def init_sampler(arch: Architecture, input_shape: tuple[int, ...]):
+    """Returns ``draw(key) -> params`` with the distribution of ``arch.init_fn``.
+
+    stax's ``init_fn`` makes two random calls per layer, and on a CPU each compiles its
+    own threefry program (about a second each); ``draw`` makes one
+    ``jax.random.normal`` call for all ``P`` parameters and scales each leaf: by 1 in NTK
+    parametrization, by :func:`fan_in_scales` in standard parametrization. Build it
+    outside ``jit`` and call it inside.
+
+    Args:
+      arch: a stax :class:`Architecture` (its ``network`` gives ``W_std``, ``b_std``).
+      input_shape: ``(-1, ...)``.
+
+    Returns:
+      ``draw(key)``: a parameter pytree like ``arch.init_fn(key, input_shape)[1]``.
+    """
+    shapes = jax.eval_shape(lambda k: arch.init_fn(k, input_shape)[1], jax.random.key(0))
+    leaves, tree = jax.tree_util.tree_flatten(shapes)
+    net = arch.network
+    scales = fan_in_scales(shapes, net.W_std, net.b_std)
+    scales = jax.tree_util.tree_leaves(scales)
+    if net.parameterization == "ntk":
+        scales = [1.0] * len(scales)
+    sizes = [math.prod(s.shape) for s in leaves]
+    splits = np.cumsum(sizes)[:-1].tolist()
+
+    def draw(key):
+        z = jax.random.normal(key, (sum(sizes),), leaves[0].dtype)
+        parts = jax.numpy.split(z, splits)
+        return jax.tree_util.tree_unflatten(
+            tree, [c * p.reshape(s.shape) for c, p, s in zip(scales, parts, leaves, strict=True)]
+        )
+
+    return draw

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import re
@@ -6,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ntk_limits_experiments import report, runner, store
+from ntk_limits_experiments.config import Config
 from tests.experiments.toy_study import STUDY
 
 
@@ -109,44 +111,21 @@ def test_tty_progress_uses_bars(tmp_path):
     assert "toy: 100%" in out.getvalue() and "6/6" in out.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        (["steps=7", "lr=1e-2", "tag=x=y"], {"steps": 7, "lr": 0.01, "tag": "x=y"}),
-        (["widths=3, 5", "require_data=False"], {"widths": [3, 5], "require_data": False}),
-        (["lr=2"], {"lr": 2.0}),
-    ],
-)
-def test_apply_overrides_parses_with_existing_types(overrides, expected):
-    config = runner.apply_overrides(STUDY.get_config("smoke"), overrides)
-    assert {k: config[k] for k in expected} == expected
-    assert all(type(config[k]) is type(v) for k, v in expected.items())
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("nope=1", "unknown key 'nope'; allowed: diverge_lr, lr, "),
-        ("steps=2.5", "is not an integer"),
-        ("lr=inf", "is not finite"),
-        ("require_data=yes", "true or false"),
-        ("widths=1,x", "is not an integer"),
-        ("steps", "is not key=value"),
-    ],
-)
-def test_apply_overrides_rejects_bad_input(override, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        runner.apply_overrides(STUDY.get_config("smoke"), [override])
-
-
-def test_prepare_config_reports_validate_errors_and_sets_data_dir():
-    with pytest.raises(ValueError, match="^toy: widths must be positive"):
+def test_prepare_config_reports_errors_and_sets_data_dir():
+    with pytest.raises(
+        ValueError, match=re.escape("toy: widths must be a list of integers, each >= 1")
+    ):
         runner.prepare_config(STUDY, "smoke", ["widths=0,4"])
     with pytest.raises(ValueError, match="unknown profile 'big'; allowed: smoke, embedded"):
         runner.prepare_config(STUDY, "big")
-    with_dir = STUDY._replace(get_config=lambda p: {**STUDY.get_config(p), "data_dir": ""})
-    assert runner.prepare_config(with_dir, "smoke", data_dir="/d")["data_dir"] == "/d"
-    assert "data_dir" not in runner.prepare_config(STUDY, "smoke", data_dir="/d")
+    assert runner.prepare_config(STUDY, "smoke", data_dir="/d").data_dir == "/d"
+    no_dir = STUDY._replace(profiles={p: NoDataDir() for p in STUDY.profiles})
+    assert runner.prepare_config(no_dir, "smoke", data_dir="/d") == NoDataDir()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoDataDir(Config):
+    steps: int = 3
 
 
 def test_data_unavailable_in_execute_stops_the_run(tmp_path):

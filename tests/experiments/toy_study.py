@@ -2,57 +2,55 @@
 
 Gradient descent on random-feature least squares: ``widths x seeds`` ordinary runs, one
 run with a step size that diverges and one run that raises. The field ``sleep`` slows each
-run down for the kill-and-resume test.
+run down for the kill-and-resume test. Its specs are plain dicts (the runner takes those
+too); its config is typed like every study's.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ntk_limits.data import DataUnavailableError
+from ntk_limits_experiments.config import Config, field, profiles
 from ntk_limits_experiments.study import Diverged, Study, Summary, Verdict
 
-_PROFILES = {
-    "smoke": {"widths": [2, 8], "seeds": [0, 1]},
-    "embedded": {"widths": [2, 4, 8], "seeds": [0, 1, 2]},
-    "paper": {"widths": [2, 4, 8, 16], "seeds": [0, 1, 2, 3]},
-}
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig(Config):
+    profile: str = "smoke"
+    widths: tuple[int, ...] = field((2, 8), ge=1, nonempty=True)
+    seeds: tuple[int, ...] = field((0, 1), ge=0, nonempty=True)
+    steps: int = field(30, ge=1)
+    lr: float = 0.1
+    diverge_lr: float = 5.0
+    sleep: float = field(0.0, ge=0)
+    tag: str = "toy"
+    require_data: bool = False
+    data_dir: str | None = None
+
+    def check(self):
+        if self.require_data:
+            raise DataUnavailableError("toy data not found; allowed: run ntk-limits datasets")
 
 
-def get_config(profile):
-    return {
-        **_PROFILES[profile],
-        "steps": 30,
-        "lr": 0.1,
-        "diverge_lr": 5.0,
-        "sleep": 0.0,
-        "tag": "toy",
-        "require_data": False,
-    }
-
-
-def validate(config):
-    if not config["widths"] or any(w < 1 for w in config["widths"]):
-        raise ValueError(f"widths must be positive, got {config['widths']}; allowed: ints >= 1")
-    if config["steps"] < 1:
-        raise ValueError(f"steps must be positive, got {config['steps']}; allowed: ints >= 1")
-    if config["require_data"]:
-        from ntk_limits.data import DataUnavailableError
-
-        raise DataUnavailableError("toy data not found; allowed: run ntk-limits datasets")
+PROFILES = profiles(
+    smoke=ToyConfig(),
+    embedded=ToyConfig(profile="embedded", widths=(2, 4, 8), seeds=(0, 1, 2)),
+    paper=ToyConfig(profile="paper", widths=(2, 4, 8, 16), seeds=(0, 1, 2, 3)),
+)
 
 
 def expand(config):
-    base = {"steps": config["steps"], "sleep": config["sleep"], "fail": False}
+    base = {"steps": config.steps, "sleep": config.sleep, "fail": False}
     specs = [
-        {**base, "width": w, "seed": s, "lr": config["lr"]}
-        for w in config["widths"]
-        for s in config["seeds"]
+        {**base, "width": w, "seed": s, "lr": config.lr}
+        for w in config.widths
+        for s in config.seeds
     ]
-    specs.append({**base, "width": config["widths"][0], "seed": 0, "lr": config["diverge_lr"]})
-    specs.append(
-        {**base, "width": config["widths"][-1], "seed": 0, "lr": config["lr"], "fail": True}
-    )
+    specs.append({**base, "width": config.widths[0], "seed": 0, "lr": config.diverge_lr})
+    specs.append({**base, "width": config.widths[-1], "seed": 0, "lr": config.lr, "fail": True})
     return specs
 
 
@@ -110,9 +108,7 @@ def summarize(config, records, outdir):
 
 STUDY = Study(
     name="toy",
-    claims=("T1",),
-    get_config=get_config,
-    validate=validate,
+    profiles=PROFILES,
     expand=expand,
     execute=execute,
     summarize=summarize,

@@ -86,7 +86,7 @@ class NeuralState(NamedTuple):
 
 def kernel_scale(arch) -> float:
     """Kernel normalisation ``c``: ``1`` (NTK parametrisation) or ``1/width`` (standard)."""
-    return 1.0 if arch.parameterization == "ntk" else 1.0 / arch.width
+    return 1.0 if arch.parameterization == "ntk" else 1.0 / arch.network.hidden_width
 
 
 def _check(horizon, posterior, exploration, schedule, prior_precision) -> None:

@@ -1,0 +1,86 @@
+"""Progress of a study run: tqdm bars on a terminal, one plain line per run otherwise."""
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ntk_limits_experiments import store
+
+__all__ = ["Display"]
+
+
+def _describe(spec: dict[str, Any], keys: Sequence[str]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={fmt(spec[k])}" for k in keys if k in spec)
+
+
+def _varying_keys(specs: Sequence[dict[str, Any]]) -> list[str]:
+    keys = dict.fromkeys(k for s in specs for k in s)
+    return [k for k in keys if len({store.canonical_json(s.get(k)) for s in specs}) > 1]
+
+
+class Display:
+    """Progress: tqdm bars on a terminal, one plain line per finished run otherwise.
+
+    Args:
+      name: the study name.
+      specs: every run's spec (JSON form); the fields that vary name each run.
+      n_done: runs finished before.
+      out: the stream (a terminal gets bars).
+    """
+
+    def __init__(self, name: str, specs: Sequence[dict[str, Any]], n_done: int, out: TextIO):
+        self.name, self.out, self.done, self.total = name, out, n_done, len(specs)
+        self.keys = _varying_keys(specs)
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.bar = self.inner = None
+        if self.tty:
+            from tqdm.std import tqdm
+
+            self._tqdm = tqdm
+            self.bar = tqdm(total=self.total - n_done, desc=name, unit="run", file=out)
+        else:
+            print(
+                f"[{name}] {self.total} runs: {n_done} finished before, "
+                f"{self.total - n_done} to run",
+                file=out,
+                flush=True,
+            )
+
+    def progress(self, done: int, total: int) -> None:
+        """Shows ``done`` of ``total`` steps of the current run (terminals only)."""
+        if not self.tty:
+            return
+        if self.inner is None:
+            self.inner = self._tqdm(total=total, desc="run", position=1, leave=False, file=self.out)
+        self.inner.total = total
+        self.inner.update(done - self.inner.n)  # redraws at most every 0.1 s
+
+    def finished(self, record: dict[str, Any]) -> None:
+        """Reports one finished run (its status, varying spec fields and time)."""
+        self.done += 1
+        line = (
+            f"[{self.name} {self.done}/{self.total}] {record['status']}  "
+            f"{_describe(record['spec'], self.keys)}  {record['wall_time_s']:.1f}s"
+        )
+        if record["message"]:
+            line += "  " + record["message"].strip().split("\n")[0][:200]
+        if not self.tty:
+            print(line, file=self.out, flush=True)
+            return
+        self._close_inner()
+        if record["status"] != "ok":
+            self.bar.write(line, file=self.out)
+        self.bar.update(1)
+
+    def _close_inner(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+
+    def close(self) -> None:
+        """Closes the bars."""
+        self._close_inner()
+        if self.bar is not None:
+            self.bar.close()
