@@ -1,6 +1,6 @@
 """Which studies exist, in report order, and how to load them lazily.
 
-A study named ``NAME`` lives in the module ``experiments.NAME.study`` and exposes a
+A study named ``NAME`` lives in the module ``ntk_limits_experiments.NAME.study`` and exposes a
 module-level ``STUDY`` (:class:`ntk_limits_experiments.study.Study`) with ``STUDY.name == NAME``.
 Modules are imported only when a study is loaded, so ``ntk-limits --help`` stays fast.
 A study whose module does not exist yet is *not built*: :func:`load` returns None.
@@ -32,8 +32,8 @@ EXTRA_STUDIES_ENV = "NTK_LIMITS_EXTRA_STUDIES"
 
 
 def module_name(name: str) -> str:
-    """Returns the module that must define the study ``name``: ``experiments.NAME.study``."""
-    return f"experiments.{name}.study"
+    """Returns the module that must define the study ``name``: ``<package>.NAME.study``."""
+    return f"ntk_limits_experiments.{name}.study"
 
 
 def extra_studies() -> dict[str, Study]:
@@ -71,7 +71,7 @@ def load(name: str) -> Study | None:
       name: a study name from :func:`names`.
 
     Returns:
-      The module's ``STUDY``, or None when ``experiments.NAME.study`` (or its package)
+      The module's ``STUDY``, or None when ``ntk_limits_experiments.NAME.study`` (or its package)
       does not exist. Any other import error propagates.
 
     Raises:
@@ -86,7 +86,7 @@ def load(name: str) -> Study | None:
     try:
         module = importlib.import_module(modname)
     except ModuleNotFoundError as e:
-        if e.name in (modname, f"experiments.{name}"):
+        if e.name in (modname, f"ntk_limits_experiments.{name}"):
             return None
         raise
     study = module.STUDY
