@@ -8,16 +8,29 @@ from ntk_limits_experiments import store
 __all__ = ["Display"]
 
 
+def _flat(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested spec fields as dotted keys: ``{"network.width": 64, ...}``."""
+    out = {}
+    for k, v in spec.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _describe(spec: dict[str, Any], keys: Sequence[str]) -> str:
     def fmt(v: Any) -> str:
         return f"{v:g}" if isinstance(v, float) else str(v)
 
-    return " ".join(f"{k}={fmt(spec[k])}" for k in keys if k in spec)
+    flat = _flat(spec)
+    return " ".join(f"{k.rpartition('.')[2]}={fmt(flat[k])}" for k in keys if k in flat)
 
 
 def _varying_keys(specs: Sequence[dict[str, Any]]) -> list[str]:
-    keys = dict.fromkeys(k for s in specs for k in s)
-    return [k for k in keys if len({store.canonical_json(s.get(k)) for s in specs}) > 1]
+    flats = [_flat(s) for s in specs]
+    keys = dict.fromkeys(k for f in flats for k in f)
+    return [k for k in keys if len({store.canonical_json(f.get(k)) for f in flats}) > 1]
 
 
 class Display:

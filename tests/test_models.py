@@ -1,13 +1,15 @@
-"""Architectures: infinite-width kernels against closed forms, flax twins against stax."""
+"""Architectures: one Network value, one builder; infinite-width kernels against closed forms."""
 
+import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_limits import flax_models, models
+from ntk_limits import models
 
 
 def _relu_arccos_kernels(x, depth, w_std, b_std):
@@ -67,46 +69,6 @@ def test_tanh_kernel_matches_monte_carlo_of_finite_networks():
     np.testing.assert_allclose(mc, nngp, atol=0.1)
 
 
-@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
-@pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
-def test_flax_mlp_twin_gives_identical_outputs(parameterization, activation):
-    x = jax.random.normal(jax.random.key(0), (5, 6))
-    arch = models.mlp(32, 2, 3, activation=activation, parameterization=parameterization)
-    _, params = arch.init_fn(jax.random.key(1), x.shape)
-    twin = flax_models.flax_mlp(32, 2, 3, activation=activation, parameterization=parameterization)
-    ours = twin.apply(flax_models.params_from_stax(params), x)
-    # Same float32 operations in a different order: a few ulps of outputs of size ~1.
-    np.testing.assert_allclose(ours, arch.apply_fn(params, x), atol=1e-5)
-
-
-def test_flax_cnn_twin_gives_identical_outputs():
-    x = jax.random.normal(jax.random.key(0), (3, 8, 8, 2))
-    arch = models.cnn(16, 2, 4, parameterization="standard")
-    _, params = arch.init_fn(jax.random.key(1), x.shape)
-    twin = flax_models.flax_cnn(16, 2, 4, parameterization="standard")
-    # float32 convolutions summed in a different order: a few ulps.
-    np.testing.assert_allclose(
-        twin.apply(flax_models.params_from_stax(params), x), arch.apply_fn(params, x), atol=1e-5
-    )
-
-
-def test_flax_twin_initialisation_has_the_stax_distribution():
-    twin = flax_models.flax_mlp(256, 1, 1, parameterization="standard", W_std=2.0, b_std=0.5)
-    v = twin.init(jax.random.key(0), jnp.zeros((1, 100)))["params"]
-    # 25600 N(0, 4/100) samples: std estimate within 1% (≈ 4.5 standard errors).
-    assert abs(float(jnp.std(v["_Linear_0"]["W"])) - 0.2) < 0.002
-    assert abs(float(jnp.std(v["_Linear_0"]["b"])) - 0.5) < 0.1  # 256 samples: ±4.5 s.e.
-
-
-def test_practical_wide_resnet_trains_mode_and_eval_mode():
-    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
-    net = flax_models.flax_wide_resnet(10, 1, 5)
-    variables = net.init(jax.random.key(1), x, train=True)
-    out, state = net.apply(variables, x, train=True, mutable=["batch_stats"])
-    assert out.shape == (2, 5) and "batch_stats" in state
-    assert net.apply(variables, x).shape == (2, 5)
-
-
 def test_wide_resnet_shapes_and_parameter_count_grow_with_k():
     x = jnp.zeros((2, 8, 8, 3))
     small, big = models.wide_resnet(10, 1, 10), models.wide_resnet(10, 2, 10)
@@ -150,3 +112,85 @@ def test_num_params_counts_scalars():
     params = arch.init_fn(jax.random.key(0), (-1, 3))[1]
     assert models.num_params(params) == 3 * 10 + 10 + 10 * 2 + 2
     assert math.isclose(models.num_params({"a": jnp.zeros((2, 3))}), 6)
+
+
+# --- one description, one builder -------------------------------------------------------
+
+_TINY = [
+    (models.Network("mlp", 8, 2, 1, W_std=1.3, b_std=0.2), (-1, 5)),
+    (models.Network("cnn", 4, 2, 1, W_std=1.3, b_std=0.2), (-1, 6, 6, 2)),
+    pytest.param(
+        models.Network("wrn", 1, 10, 1), (-1, 8, 8, 1), marks=pytest.mark.slow
+    ),  # ~10 s of init compiles
+]
+
+
+def test_network_fills_the_kind_defaults_and_is_a_cache_key():
+    mlp, wrn = models.Network("mlp", 64, 2), models.Network("wrn", 2, 16)
+    assert (mlp.W_std, mlp.b_std) == (math.sqrt(2.0), 0.1) and (wrn.W_std, wrn.b_std) == (1.0, 0.0)
+    assert wrn.hidden_width == 32 and mlp.hidden_width == 64 and wrn.name == "wrn-16-2-ntk"
+    assert hash(mlp) == hash(models.Network("mlp", 64, 2, 1, "ntk", "relu", math.sqrt(2.0), 0.1))
+    arch = models.build(mlp)
+    assert arch.network is mlp and arch.name == "mlp-d2-w64-relu-ntk" == mlp.name
+    assert models.mlp(64, 2, 1).network == mlp  # the shortcut builds the same description
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(kind="rnn", width=4, depth=1), "unknown network kind 'rnn'; allowed: mlp, cnn, wrn"),
+        (dict(kind="mlp", width=0, depth=1), "width must be a positive integer"),
+        (dict(kind="mlp", width=4, depth=1, activation="gelu"), "allowed: relu, erf, tanh"),
+        (dict(kind="wrn", width=1, depth=12), "WRN depth must be 6n+4"),
+        (dict(kind="wrn", width=1, depth=10, activation="erf"), "allowed: relu"),
+        (dict(kind="mlp", width=4, depth=1, parameterization="mup"), "allowed: ntk, standard"),
+        (dict(kind="mlp", width=4, depth=1, W_std=0.0), "W_std must be > 0"),
+        (dict(kind="mlp", width=4, depth=1, b_std=float("nan")), "b_std >= 0"),
+    ],
+)
+def test_network_rejects_bad_descriptions_in_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        models.Network(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_fan_in_scales_of_dense_and_conv_layers():
+    shapes = (
+        (jax.ShapeDtypeStruct((3, 3, 2, 4), jnp.float32), jax.ShapeDtypeStruct((4,), jnp.float32)),
+        (),
+        [(jax.ShapeDtypeStruct((4, 1), jnp.float32), None)],
+    )
+    scales = models.fan_in_scales(shapes, 1.5, 0.2)
+    # conv fan-in = filter size x input channels = 3*3*2; dense fan-in = 4; no bias stays None
+    assert scales == ((1.5 / math.sqrt(18), 0.2), (), [(1.5 / 2.0, None)])
+
+
+@pytest.mark.parametrize(("network", "shape"), _TINY, ids=["mlp", "cnn", "wrn"])
+def test_fan_in_scales_turn_ntk_init_into_standard_init_exactly(network, shape):
+    key = jax.random.key(3, impl="unsafe_rbg")  # compiles fastest; both inits share the key
+    ntk = models.build(network)
+    sp = models.build(dataclasses.replace(network, parameterization="standard"))
+    ntk_leaves = jax.tree_util.tree_leaves(ntk.init_fn(key, shape)[1])
+    sp_params = sp.init_fn(key, shape)[1]
+    scales = jax.tree_util.tree_leaves(
+        models.fan_in_scales(sp_params, network.W_std, network.b_std)
+    )
+    for c, a, b in zip(scales, ntk_leaves, jax.tree_util.tree_leaves(sp_params), strict=True):
+        # stax draws the same normals for both parametrizations and multiplies by one float
+        np.testing.assert_allclose(c * np.asarray(a), np.asarray(b), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+def test_init_sampler_matches_the_init_distribution(parameterization):
+    arch = models.mlp(64, 1, 1, parameterization=parameterization, W_std=1.5, b_std=0.3)
+    params = jax.jit(models.init_sampler(arch, (-1, 200)))(jax.random.key(0))
+    ref = jax.eval_shape(lambda k: arch.init_fn(k, (-1, 200))[1], jax.random.key(0))
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(ref)
+    expected = [1.5 / np.sqrt(200), 0.3, 1.5 / np.sqrt(64), 0.3]
+    if parameterization == "ntk":
+        expected = [1.0] * 4  # NTK parametrization: standard normal parameters
+    for leaf, sd in zip(jax.tree_util.tree_leaves(params), expected, strict=True):
+        n = leaf.size
+        # sample sd of n normals has standard error sd/sqrt(2n); allow 5 of them (+ n=1 bias)
+        tol = 5 / np.sqrt(2 * n) if n > 1 else 4.0
+        assert abs(np.sqrt(np.mean(np.square(leaf))) / sd - 1) < tol

@@ -42,103 +42,96 @@ cores). Paper data: tfds MNIST (MLP, 256 images) and CIFAR-10 (CNN and WRN-10-k 
 BatchNorm, 64 images, full resolution), read from ``data_dir``.
 """
 
+import dataclasses
 import math
+from typing import Literal
 
-__all__ = ["ARCHS", "PARAMETERIZATIONS", "PROFILES", "get_config", "validate"]
+from ntk_limits_experiments.config import Config, field, profiles
 
-PROFILES = ("smoke", "embedded", "paper")
-ARCHS = ("mlp", "cnn", "wrn")
-PARAMETERIZATIONS = ("ntk", "standard")
-ACTIVATIONS = ("relu", "erf", "tanh")
-DATASETS = ("mnist5k", "digits", "mnist", "cifar10")
+__all__ = ["PROFILES", "KernelsConfig"]
 
-_BASE = {
-    "data_dir": None,
-    "parameterizations": ["ntk", "standard"],
-    "activation": "relu",
-    "W_std": math.sqrt(2.0),
-    "b_std": 0.1,
-    "mlp_depth": 2,
-    "cnn_depth": 2,
-    "wrn_depth": 10,
-    "slope_lo": -0.8,
-    "slope_hi": -0.3,
-}
-
-_PROFILES = {
-    "smoke": {
-        "mlp_dataset": "mnist5k", "mlp_n": 16, "mlp_pool": 4,
-        "conv_dataset": "mnist5k", "conv_n": 8, "conv_pool": 4,
-        "mlp_widths": [16, 64, 256], "cnn_widths": [4], "wrn_ks": [],
-        "parameterizations": ["ntk"], "seeds": [0, 1, 2], "kernel_block": 16,
-    },
-    "embedded": {
-        "mlp_dataset": "mnist5k", "mlp_n": 64, "mlp_pool": 1,
-        "conv_dataset": "mnist5k", "conv_n": 32, "conv_pool": 4,
-        "mlp_widths": [32, 128, 512, 2048], "cnn_widths": [8, 32, 128], "wrn_ks": [],
-        "seeds": list(range(16)), "kernel_block": 64,
-    },
-    "paper": {
-        "mlp_dataset": "mnist", "mlp_n": 256, "mlp_pool": 1,
-        "conv_dataset": "cifar10", "conv_n": 64, "conv_pool": 1,
-        "mlp_widths": [32, 128, 512, 2048, 8192], "cnn_widths": [16, 64, 256, 1024],
-        "wrn_ks": [1, 2, 4, 8], "seeds": list(range(10)), "kernel_block": 16,
-    },
-}  # fmt: skip
+Dataset = Literal["mnist5k", "digits", "mnist", "cifar10"]
+Parameterization = Literal["ntk", "standard"]
 
 
-def get_config(profile: str) -> dict:
-    """The config of a profile: ``"smoke"``, ``"embedded"`` or ``"paper"`` (a flat dict)."""
-    if profile not in _PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    return {"profile": profile, **_BASE, **_PROFILES[profile]}
+@dataclasses.dataclass(frozen=True)
+class KernelsConfig(Config):
+    """The kernels study's configuration (see the module docstring for what runs).
+
+    Attributes:
+      profile: the profile it came from.
+      data_dir: folder of the paper data sets (``--data-dir``); not part of a run's key.
+      parameterizations: which parametrisations to run.
+      activation: the hidden layers' nonlinearity (MLP and CNN).
+      W_std: weight standard deviation of the MLP and CNN (times ``sqrt(fan_in)``); the
+        WRN uses its own (``models.Network`` defaults: 1 and 0).
+      b_std: bias standard deviation of the MLP and CNN.
+      mlp_depth: hidden layers of the MLP.
+      cnn_depth: convolutions of the CNN.
+      wrn_depth: WRN depth ``6n + 4``.
+      slope_lo: C5 holds if every fitted slope lies in ``[slope_lo, slope_hi]``.
+      slope_hi: see ``slope_lo``.
+      mlp_dataset: images for the MLP (flattened).
+      mlp_n: how many (class-balanced training images).
+      mlp_pool: average-pooling factor of the MLP's images.
+      conv_dataset: images for the CNN and the WRN.
+      conv_n: how many.
+      conv_pool: average-pooling factor of the CNN's and WRN's images.
+      mlp_widths: MLP hidden widths.
+      cnn_widths: CNN channels.
+      wrn_ks: WRN width multipliers ``k``.
+      seeds: parameter seeds, batched by ``vmap`` in each run.
+      kernel_block: block size of the infinite-width kernel computation.
+    """
+
+    profile: Literal["smoke", "embedded", "paper"] = "embedded"
+    data_dir: str | None = None
+    parameterizations: tuple[Parameterization, ...] = field(
+        ("ntk", "standard"), nonempty=True, distinct=True
+    )
+    activation: Literal["relu", "erf", "tanh"] = "relu"
+    W_std: float = field(math.sqrt(2.0), gt=0)  # noqa: N815 - the name used in the NTK literature
+    b_std: float = field(0.1, ge=0)
+    mlp_depth: int = field(2, ge=1)
+    cnn_depth: int = field(2, ge=1)
+    wrn_depth: int = field(10, ge=10)
+    slope_lo: float = -0.8
+    slope_hi: float = -0.3
+    mlp_dataset: Dataset = "mnist5k"
+    mlp_n: int = field(64, ge=1)
+    mlp_pool: int = field(1, ge=1)
+    conv_dataset: Dataset = "mnist5k"
+    conv_n: int = field(32, ge=1)
+    conv_pool: int = field(4, ge=1)
+    mlp_widths: tuple[int, ...] = field((32, 128, 512, 2048), ge=1)
+    cnn_widths: tuple[int, ...] = field((8, 32, 128), ge=1)
+    wrn_ks: tuple[int, ...] = field((), ge=1)
+    seeds: tuple[int, ...] = field(tuple(range(16)), ge=0, nonempty=True, distinct=True)
+    kernel_block: int = field(64, ge=1)
+
+    def check(self) -> None:
+        """At least one width; a WRN depth of the form 6n + 4; ``slope_lo < slope_hi``."""
+        if not (self.mlp_widths or self.cnn_widths or self.wrn_ks):
+            raise ValueError(
+                "no width to run; allowed: a non-empty mlp_widths, cnn_widths or wrn_ks"
+            )
+        if (self.wrn_depth - 4) % 6:
+            raise ValueError(
+                f"wrn_depth must be 6n+4 >= 10, got {self.wrn_depth!r}; allowed: 10, 16, 22"
+            )
+        if not self.slope_lo < self.slope_hi:
+            raise ValueError("slope_lo must be below slope_hi; allowed: e.g. -0.8 and -0.3")
 
 
-def _ints(config: dict, key: str, *, lo: int, allow_empty: bool = False) -> None:
-    v = config[key]
-    ok = isinstance(v, list) and (v or allow_empty)
-    if not ok or any(not isinstance(i, int) or isinstance(i, bool) or i < lo for i in v):
-        raise ValueError(f"{key} must be a list of ints >= {lo}, got {v!r}; allowed: e.g. [1, 2]")
-
-
-def _int(config: dict, key: str, lo: int = 1) -> None:
-    v = config[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise ValueError(f"{key} must be an int >= {lo}, got {v!r}; allowed: >= {lo}")
-
-
-def _choice(config: dict, key: str, allowed: tuple[str, ...]) -> None:
-    if config[key] not in allowed:
-        raise ValueError(f"{key} is {config[key]!r}; allowed: {', '.join(allowed)}")
-
-
-def validate(config: dict) -> None:
-    """Raises ``ValueError("what was wrong; allowed: ...")`` for an invalid config."""
-    for key in ("mlp_widths", "cnn_widths", "wrn_ks"):
-        _ints(config, key, lo=1, allow_empty=True)
-    if not (config["mlp_widths"] or config["cnn_widths"] or config["wrn_ks"]):
-        raise ValueError("no width to run; allowed: a non-empty mlp_widths, cnn_widths or wrn_ks")
-    _ints(config, "seeds", lo=0)
-    if len(set(config["seeds"])) < len(config["seeds"]):
-        raise ValueError(f"seeds must be distinct, got {config['seeds']!r}; allowed: [0, 1, 2]")
-    for key in ("mlp_n", "conv_n", "mlp_pool", "conv_pool", "mlp_depth", "cnn_depth"):
-        _int(config, key)
-    _int(config, "kernel_block")
-    if config["wrn_depth"] < 10 or (config["wrn_depth"] - 4) % 6:
-        raise ValueError(
-            f"wrn_depth must be 6n+4 >= 10, got {config['wrn_depth']!r}; allowed: 10, 16, 22"
-        )
-    ps = config["parameterizations"]
-    if not isinstance(ps, list) or not ps or any(p not in PARAMETERIZATIONS for p in ps):
-        raise ValueError(f"parameterizations is {ps!r}; allowed: a list of ntk, standard")
-    _choice(config, "activation", ACTIVATIONS)
-    _choice(config, "mlp_dataset", DATASETS)
-    _choice(config, "conv_dataset", DATASETS)
-    for key in ("W_std", "b_std", "slope_lo", "slope_hi"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"{key} must be a finite number, got {v!r}; allowed: finite floats")
-    if config["W_std"] <= 0 or config["b_std"] < 0:
-        raise ValueError("W_std must be > 0 and b_std >= 0; allowed: e.g. W_std=1.414, b_std=0.1")
-    if not config["slope_lo"] < config["slope_hi"]:
-        raise ValueError("slope_lo must be below slope_hi; allowed: e.g. -0.8 and -0.3")
+PROFILES = profiles(
+    smoke=KernelsConfig(
+        profile="smoke", parameterizations=("ntk",), mlp_n=16, mlp_pool=4, conv_n=8,
+        mlp_widths=(16, 64, 256), cnn_widths=(4,), seeds=(0, 1, 2), kernel_block=16,
+    ),
+    embedded=KernelsConfig(profile="embedded"),
+    paper=KernelsConfig(
+        profile="paper", mlp_dataset="mnist", mlp_n=256, conv_dataset="cifar10", conv_n=64,
+        conv_pool=1, mlp_widths=(32, 128, 512, 2048, 8192), cnn_widths=(16, 64, 256, 1024),
+        wrn_ks=(1, 2, 4, 8), seeds=tuple(range(10)), kernel_block=16,
+    ),
+)  # fmt: skip

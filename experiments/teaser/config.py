@@ -21,9 +21,8 @@ What runs, per width (seeds batched by ``vmap``):
    ``g(θ, x) = f(θ, x) − f(θ₀, x)`` (zero at initialisation, as in Lee et al. 2019), so
    that its infinite-width limit is deterministic.
 2. ``steps`` steps of full-batch gradient descent on ``‖g − y‖² / (2n)`` with
-   ``η = lr_fraction · 2n / λ_max(Θ_inf)`` (``teaser.study.gradient_descent``:
-   the steps of ``ntk_limits.training.make_train`` with ``optax.sgd``, without its
-   minibatch permutations, which only cost compile time for full batches).
+   ``η = lr_fraction · 2n / λ_max(Θ_inf)`` (``ntk_limits.training.make_train`` with
+   ``optax.sgd``, full batch).
 3. Linearised Laplace (empirical-NTK GP): prior covariance ``K* = Θ̂(θ*)``, the empirical
    NTK at the trained parameters, Gaussian noise ``noise_var`` (``None``: fitted by
    maximum marginal likelihood of ``y`` under ``GP(0, Θ_inf)`` on a log grid), GP
@@ -47,73 +46,75 @@ for the trained networks' own outputs ``g(θ*)`` and −0.31 for the GP correcti
 No paper claim is decided here.
 """
 
+import dataclasses
 import math
+from typing import Literal
 
-__all__ = ["PROFILES", "get_config", "validate"]
+from ntk_limits_experiments.config import Config, field, profiles
 
-PROFILES = ("smoke", "embedded", "paper")
-ACTIVATIONS = ("relu", "erf", "tanh")
+__all__ = ["PROFILES", "Problem", "TeaserConfig"]
 
-_BASE = {
-    "n_train": 64,
-    "data_seed": 0,
-    "num_grid": 200,
-    "margin": 1.0,
-    "depth": 1,
-    "activation": "relu",
-    "W_std": math.sqrt(2.0),
-    "b_std": 1.0,
-    "steps": 300,
-    "lr_fraction": 0.5,
-    "noise_var": None,
-}
-
-_PROFILES = {
-    "smoke": {"widths": [16, 256], "seeds": [0, 1], "steps": 100, "num_grid": 40, "n_train": 24},
-    "embedded": {"widths": [16, 64, 256, 1024, 4096], "seeds": list(range(8))},
-    "paper": {"widths": [16, 64, 256, 1024, 4096], "seeds": list(range(16))},
-}
+NUM_PATIENTS = 442  # the diabetes data set
 
 
-def get_config(profile: str) -> dict:
-    """The config of a profile: ``"smoke"``, ``"embedded"`` or ``"paper"`` (a flat dict)."""
-    if profile not in _PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    return {"profile": profile, **_BASE, **_PROFILES[profile]}
+@dataclasses.dataclass(frozen=True)
+class Problem(Config):
+    """The data and the training recipe every run of the teaser shares.
+
+    Attributes:
+      n_train: training patients, drawn at random.
+      data_seed: seed of that draw.
+      num_grid: prediction points.
+      margin: how far the grid runs beyond the observed BMI (standard deviations).
+      steps: full-batch gradient-descent steps.
+      lr_fraction: learning rate as a fraction of the largest stable one, ``2n/λ_max(Θ_inf)``.
+      noise_var: GP noise variance; ``None`` fits it by marginal likelihood on ``Θ_inf``.
+    """
+
+    n_train: int = field(64, ge=2, le=NUM_PATIENTS)
+    data_seed: int = field(0, ge=0)
+    num_grid: int = field(200, ge=2)
+    margin: float = field(1.0, ge=0)
+    steps: int = field(300, ge=1)
+    lr_fraction: float = field(0.5, gt=0, lt=1)
+    noise_var: float | None = field(None, gt=0)
 
 
-def _int(config: dict, key: str, lo: int) -> None:
-    v = config[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise ValueError(f"{key} must be an int >= {lo}, got {v!r}; allowed: >= {lo}")
+@dataclasses.dataclass(frozen=True)
+class TeaserConfig(Problem):
+    """The teaser's configuration: the :class:`Problem` fields, the MLP, widths and seeds.
+
+    Attributes:
+      profile: the profile it came from.
+      depth: hidden layers of the MLP (NTK parametrization).
+      activation: its nonlinearity.
+      W_std: weight standard deviation (times ``sqrt(fan_in)``).
+      b_std: bias standard deviation (1: the ReLU kinks spread over the data).
+      widths: hidden widths of the finite networks.
+      seeds: seeds of each width, batched by ``vmap``.
+
+    The fields it inherits from :class:`Problem` form :attr:`problem`.
+    """
+
+    profile: Literal["smoke", "embedded", "paper"] = "embedded"
+    depth: int = field(1, ge=1)
+    activation: Literal["relu", "erf", "tanh"] = "relu"
+    W_std: float = field(math.sqrt(2.0), gt=0)  # noqa: N815 - the name used in the NTK literature
+    b_std: float = field(1.0, ge=0)
+    widths: tuple[int, ...] = field((16, 64, 256, 1024, 4096), ge=1, nonempty=True, distinct=True)
+    seeds: tuple[int, ...] = field(tuple(range(8)), ge=0, nonempty=True, distinct=True)
+
+    @property
+    def problem(self) -> Problem:
+        """The shared data and training recipe of every run."""
+        names = [f.name for f in dataclasses.fields(Problem)]
+        return Problem(**{n: getattr(self, n) for n in names})
 
 
-def _number(config: dict, key: str, lo: float, hi: float = math.inf) -> None:
-    v = config[key]
-    bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
-    if bad or not lo < v < hi:
-        raise ValueError(f"{key} must be a finite number in ({lo}, {hi}), got {v!r}")
-
-
-def validate(config: dict) -> None:
-    """Raises ``ValueError("what was wrong; allowed: ...")`` for an invalid config."""
-    for key, lo in (("widths", 1), ("seeds", 0)):
-        v = config[key]
-        bad = not isinstance(v, list) or not v
-        if bad or any(not isinstance(i, int) or isinstance(i, bool) or i < lo for i in v):
-            raise ValueError(f"{key} must be a non-empty list of ints >= {lo}, got {v!r}")
-        if len(set(v)) < len(v):
-            raise ValueError(f"{key} must be distinct, got {v!r}; allowed: e.g. [0, 1, 2]")
-    _int(config, "n_train", 2)
-    if config["n_train"] > 442:
-        raise ValueError(f"n_train is {config['n_train']}; allowed: 2..442 (diabetes patients)")
-    for key, lo in (("data_seed", 0), ("num_grid", 2), ("depth", 1), ("steps", 1)):
-        _int(config, key, lo)
-    if config["activation"] not in ACTIVATIONS:
-        raise ValueError(f"activation is {config['activation']!r}; allowed: relu, erf, tanh")
-    _number(config, "margin", -1e-12)
-    _number(config, "W_std", 0.0)
-    _number(config, "b_std", -1e-12)
-    _number(config, "lr_fraction", 0.0, 1.0)
-    if config["noise_var"] is not None:
-        _number(config, "noise_var", 0.0)
+PROFILES = profiles(
+    smoke=TeaserConfig(
+        profile="smoke", widths=(16, 256), seeds=(0, 1), steps=100, num_grid=40, n_train=24
+    ),
+    embedded=TeaserConfig(profile="embedded"),
+    paper=TeaserConfig(profile="paper", seeds=tuple(range(16))),
+)

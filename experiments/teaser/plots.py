@@ -1,4 +1,4 @@
-"""The teaser's figures (predictive bands per width; distance to infinite width) and table."""
+"""The teaser's figures: predictive bands per width, distance to infinite width."""
 
 from pathlib import Path
 
@@ -6,19 +6,11 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from ntk_limits_experiments.study import Summary
+from ntk_limits_experiments.common import save_figure
 
-__all__ = ["summarize"]
+__all__ = ["figures"]
 
 matplotlib.use("Agg")
-
-
-def _split(records: list[dict]):
-    """``(infinite metrics or None, [(width, metrics), ...] by width)`` of finished runs."""
-    ok = [r for r in records if r["status"] == "ok"]
-    inf = next((r["metrics"] for r in ok if r["spec"]["width"] is None), None)
-    finite = sorted((r["spec"]["width"], r["metrics"]) for r in ok if r["spec"]["width"])
-    return inf, finite
 
 
 def _band(ax, grid, mean, sd, color, label):
@@ -51,8 +43,7 @@ def _predictive_figure(arrays, inf, finite, path: Path) -> Path:
     fig.supxlabel("body-mass index (standardised)", fontsize=9)
     fig.supylabel("disease progression (standardised)", fontsize=9)
     fig.suptitle("Linearised-Laplace predictive of trained finite MLPs vs the NTK-GP", fontsize=10)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
 def _distance_figure(finite, path: Path) -> Path:
@@ -71,56 +62,21 @@ def _distance_figure(finite, path: Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="width", ylabel="distance on the grid (target sd)")
     ax.set_title("Finite-width predictive vs infinite width (mean over seeds)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
-def _slope(w, d) -> float:
-    return float(np.polyfit(np.log(w), np.log(d), 1)[0]) if len(w) >= 2 else float("nan")
+def figures(arrays, inf, finite, outdir) -> list[Path]:
+    """The band panels (if any run finished) and the distance figure (if both kinds did).
 
-
-def _table(finite) -> str:
-    lines = [
-        "| width | RMS(μ_w − μ_∞) | RMS(σ_w − σ_∞) | ‖σ²_w − σ²_∞‖/‖σ²_∞‖ | "
-        "‖K* − Θ‖/‖Θ‖ (train) | train loss, last step |",
-        "|---|---|---|---|---|---|",
-    ]
-    for w, m in finite:
-        lines.append(
-            f"| {w} | {np.mean(m['mean_distance']):.4f} | {np.mean(m['sd_distance']):.4f} | "
-            f"{np.mean(m['var_rel_distance']):.4f} | {np.mean(m['kernel_rel_error']):.4f} | "
-            f"{np.mean(m['final_loss']):.4f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def summarize(config: dict, records: list[dict], outdir, arrays) -> Summary:
-    """Predictive-band panels, distance-vs-width figure and table; no claim verdict.
-
-    ``arrays`` is ``(x_train, y_train, x_grid)`` of the config, each ``(·, 1)``.
+    Args:
+      arrays: ``(x_train, y_train, x_grid)``, each ``(·, 1)``.
+      inf: the infinite-width run's metrics, or None.
+      finite: ``[(width, metrics), ...]`` by width.
+      outdir: the study's folder.
     """
-    outdir = Path(outdir)
-    inf, finite = _split(records)
-    figures = []
+    outdir, paths = Path(outdir), []
     if inf is not None or finite:
-        figures.append(_predictive_figure(arrays, inf, finite, outdir / "teaser_predictive.png"))
+        paths.append(_predictive_figure(arrays, inf, finite, outdir / "teaser_predictive.png"))
     if finite and inf is not None:
-        figures.append(_distance_figure(finite, outdir / "teaser_distance_vs_width.png"))
-    w = [wi for wi, _ in finite]
-    slopes = {
-        k: _slope(w, [np.mean(m[k]) for _, m in finite]) for k in ("mean_distance", "sd_distance")
-    }
-    noise = f"{inf['noise_var']:.3g}" if inf is not None else "n/a"
-    text = (
-        f"Diabetes (scikit-learn's packaged copy): BMI -> disease progression, "
-        f"{config['n_train']} random patients, standardised. Centred one-hidden-layer "
-        f"{config['activation']} MLPs in NTK parametrization, widths {config['widths']}, "
-        f"{len(config['seeds'])} seeds, {config['steps']} full-batch GD steps; "
-        f"linearised-Laplace (empirical-NTK GP at the trained parameters) bands with noise "
-        f"variance {noise} "
-        + ("(fitted on the infinite NTK)" if config["noise_var"] is None else "(given)")
-        + ", against the infinite-width NTK-GP built the same way. Log-log slopes of the "
-        f"distance to infinite width: mean {slopes['mean_distance']:.2f}, standard deviation "
-        f"{slopes['sd_distance']:.2f} (width^-1/2 would be -0.5)."
-    )
-    return Summary(figures, {"distance to infinite width": _table(finite)}, [], text)
+        paths.append(_distance_figure(finite, outdir / "teaser_distance_vs_width.png"))
+    return paths

@@ -1,48 +1,66 @@
 """Teaser — linearised-Laplace bands of finite MLPs beside the infinite-width NTK-GP.
 
-One run = one width with all seeds batched by ``vmap`` (train, then the empirical-NTK GP
-around the trained parameters), or the infinite-width reference (``width: None``). See
-:mod:`ntk_limits_experiments.teaser.config` for the recipe, command, runtime and expected result.
+One run = one network (a :class:`ntk_limits.models.Network`) with all seeds batched by
+``vmap`` (train, then the empirical-NTK GP around the trained parameters), or the
+infinite-width reference of the same architecture (``infinite=True``). See
+:mod:`ntk_limits_experiments.teaser.config` for the recipe, command, runtime and expected
+result.
 """
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from ntk_limits import models
+from ntk_limits import models, training
 from ntk_limits.kernels import empirical_ntk_fn
 from ntk_limits.linearize import gp_regression, gradient_descent_mse
-from ntk_limits.training import mse_loss
-from ntk_limits_experiments.kernels.params import compile_jit, draw_params
+from ntk_limits_experiments.common import compile_jit
+from ntk_limits_experiments.config import Config, field
 from ntk_limits_experiments.study import Diverged, Study, Summary
-from ntk_limits_experiments.teaser import config as cfg
-from ntk_limits_experiments.teaser import plots
+from ntk_limits_experiments.teaser import analysis, plots
+from ntk_limits_experiments.teaser.config import PROFILES, Problem, TeaserConfig
 
 __all__ = [
     "STUDY",
+    "TeaserSpec",
     "execute",
     "expand",
     "fit_noise",
-    "gradient_descent",
     "laplace_predictive",
     "load_data",
     "summarize",
 ]
 
-_RUN_KEYS = (
-    "n_train", "data_seed", "num_grid", "margin", "depth", "activation", "W_std", "b_std",
-    "steps", "lr_fraction", "noise_var",
-)  # fmt: skip
 _NOISE_GRID = np.geomspace(1e-3, 10.0, 161)
 
 
-def expand(config: dict) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class TeaserSpec(Config):
+    """One run: a centred MLP at one width (all seeds), or its infinite-width reference.
+
+    Attributes:
+      network: the MLP; for the infinite reference its width is irrelevant (kept at 1).
+      problem: data and training recipe.
+      seeds: parameter seeds (empty for the infinite reference).
+      infinite: the infinite-width NTK-GP instead of finite networks.
+    """
+
+    network: models.Network
+    problem: Problem
+    seeds: tuple[int, ...] = field((), ge=0)
+    infinite: bool = False
+
+
+def expand(config: TeaserConfig) -> list[TeaserSpec]:
     """The infinite-width reference, then one spec per width (seeds batched inside)."""
-    shared = {k: config[k] for k in _RUN_KEYS}
-    specs = [{"width": None, "seeds": [], **shared}]
-    return specs + [{"width": w, "seeds": config["seeds"], **shared} for w in config["widths"]]
+    c = config
+    net = lambda w: models.Network("mlp", w, c.depth, 1, "ntk", c.activation, c.W_std, c.b_std)
+    specs = [TeaserSpec(net(1), c.problem, (), infinite=True)]
+    return specs + [TeaserSpec(net(w), c.problem, c.seeds) for w in c.widths]
 
 
 @functools.lru_cache(maxsize=4)
@@ -60,15 +78,8 @@ def load_data(n_train: int, data_seed: int, num_grid: int, margin: float):
     return as32(x[idx]), as32(y[idx]), as32(grid)
 
 
-def _data(spec: dict):
-    return load_data(spec["n_train"], spec["data_seed"], spec["num_grid"], spec["margin"])
-
-
-def _arch(spec: dict, width: int) -> models.Architecture:
-    return models.mlp(
-        width, depth=spec["depth"], out_dim=1, activation=spec["activation"],
-        parameterization="ntk", W_std=spec["W_std"], b_std=spec["b_std"],
-    )  # fmt: skip
+def _data(problem: Problem):
+    return load_data(problem.n_train, problem.data_seed, problem.num_grid, problem.margin)
 
 
 def fit_noise(k: np.ndarray, y: np.ndarray, grid=_NOISE_GRID) -> float:
@@ -109,70 +120,49 @@ def laplace_predictive(k_all, g_all, y, noise):
 
 
 @functools.lru_cache(maxsize=4)
-def _infinite(spec_items: tuple):
-    """``(Θ_inf on [X; grid], infinite mean, sd, noise, lr)`` of a spec (without width)."""
-    spec = dict(spec_items)
-    x, y, grid = _data(spec)
+def _infinite(network: models.Network, problem: Problem):
+    """``(Θ_inf on [X; grid], infinite mean, sd, noise, lr)`` of an architecture and problem."""
+    x, y, grid = _data(problem)
     x_all = np.concatenate([x, grid])
-    theta = np.asarray(jax.jit(_arch(spec, 1).kernel_fn, static_argnames="get")(
-        x_all, None, get="ntk"))  # fmt: skip
+    kernel_fn = jax.jit(models.build(network).kernel_fn, static_argnames="get")
+    theta = np.asarray(kernel_fn(x_all, None, get="ntk"))
     n = x.shape[0]
-    noise = spec["noise_var"] or fit_noise(theta[:n, :n], y)
+    noise = problem.noise_var or fit_noise(theta[:n, :n], y)
     lam_max = float(np.linalg.eigvalsh(np.asarray(theta[:n, :n], np.float64))[-1])
-    lr = spec["lr_fraction"] * 2 * y.size / lam_max
+    lr = problem.lr_fraction * 2 * y.size / lam_max
 
     @jax.jit
     def predict(theta, y):
         predict_fn = gradient_descent_mse(theta[:n, :n], y, lr, discrete=True)
         zeros = jnp.zeros((theta.shape[0] - n, 1), theta.dtype)
-        g_train, g_grid = predict_fn(spec["steps"], jnp.zeros_like(y), zeros, theta[n:, :n])
+        g_train, g_grid = predict_fn(problem.steps, jnp.zeros_like(y), zeros, theta[n:, :n])
         return laplace_predictive(theta, jnp.concatenate([g_train, g_grid]), y, noise)
 
     mean, sd = predict(jnp.asarray(theta), jnp.asarray(y))
     return theta, np.asarray(mean), np.asarray(sd), noise, lr
 
 
-def gradient_descent(apply_fn, learning_rate: float, num_steps: int):
-    """Returns ``train(params, x, y) -> (params, losses (num_steps,))``: full-batch GD on MSE.
-
-    The loss is :func:`ntk_limits.training.mse_loss`. Same steps as
-    ``ntk_limits.training.make_train(apply_fn, optax.sgd(lr), num_steps)``, without its
-    minibatch permutations, whose compilation took ~10 s per width here (full batch
-    needs none).
-    """
-    loss_fn = lambda p, x, y: mse_loss(apply_fn(p, x), y)
-
-    def train(params, x, y):
-        def step(p, _):
-            loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
-            return jax.tree_util.tree_map(lambda a, g: a - learning_rate * g, p, grads), loss
-
-        return jax.lax.scan(step, params, None, length=num_steps)
-
-    return train
-
-
-def _finite(spec: dict, theta: np.ndarray, noise: float, lr: float):
+def _finite(spec: TeaserSpec, theta: np.ndarray, noise: float, lr: float):
     """Trained centred networks and their Laplace predictive, seeds by ``vmap``, one program."""
-    x, y, grid = _data(spec)
-    arch = _arch(spec, spec["width"])
-    draw = draw_params(arch, (-1, 1), spec["W_std"], spec["b_std"])
-    train = gradient_descent(arch.apply_fn, lr, spec["steps"])
+    x, y, grid = _data(spec.problem)
+    arch = models.build(spec.network)
+    draw = models.init_sampler(arch, (-1, 1))
+    train = training.make_train(arch.apply_fn, optax.sgd(lr), spec.problem.steps)
     ntk = empirical_ntk_fn(arch.apply_fn)
     x_all, n = jnp.concatenate([x, grid]), y.shape[0]
     theta_dd = jnp.asarray(theta[:n, :n])
 
     def one_seed(key):
         params0 = draw(key)
-        params, losses = train(params0, x, y + arch.apply_fn(params0, x))
+        params, losses = train(params0, x, y + arch.apply_fn(params0, x), key)  # full batch
         g_all = arch.apply_fn(params, x_all) - arch.apply_fn(params0, x_all)
         k_star = ntk(x_all, None, params)
         mean, sd = laplace_predictive(k_star, g_all, y, noise)
         rel = jnp.linalg.norm(k_star[:n, :n] - theta_dd) / jnp.linalg.norm(theta_dd)
         return mean, sd, rel, losses
 
-    keys = jax.vmap(jax.random.key)(jnp.asarray(spec["seeds"], jnp.uint32))
-    cost = spec["steps"] * x_all.shape[0] * models.num_params(jax.eval_shape(draw, keys[0]))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(spec.seeds, jnp.uint32))
+    cost = spec.problem.steps * x_all.shape[0] * models.num_params(jax.eval_shape(draw, keys[0]))
     out = compile_jit(jax.vmap(one_seed), (keys,), cost)(keys)
     return tuple(np.asarray(a) for a in out)
 
@@ -181,18 +171,18 @@ def _rms(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(a), axis=-1))
 
 
-def execute(spec: dict, progress) -> dict:
-    """Infinite-width predictive (``width`` None) or one width's predictives and distances."""
-    items = tuple(sorted((k, spec[k]) for k in _RUN_KEYS))
-    theta, mean_inf, sd_inf, noise, lr = _infinite(items)
+def execute(spec: TeaserSpec, progress) -> dict:
+    """Infinite-width predictive (``infinite``) or one width's predictives and distances."""
+    reference = dataclasses.replace(spec.network, width=1)  # Θ_inf is width-free in NTP
+    theta, mean_inf, sd_inf, noise, lr = _infinite(reference, spec.problem)
     common = {"noise_var": noise, "lr": lr}
-    if spec["width"] is None:
+    if spec.infinite:
         return {"mean": mean_inf, "sd": sd_inf, **common}
     progress(1, 2)
     mean, sd, rel, losses = _finite(spec, theta, noise, lr)
     progress(2, 2)
     if not np.all(np.isfinite(losses)) or not np.all(np.isfinite(mean)):
-        raise Diverged(f"non-finite loss or prediction at width {spec['width']} (lr {lr:.3g})")
+        raise Diverged(f"non-finite loss or prediction at {spec.network.name} (lr {lr:.3g})")
     var, var_inf = sd**2, sd_inf**2
     return {
         "mean": mean,
@@ -206,16 +196,17 @@ def execute(spec: dict, progress) -> dict:
     }
 
 
-def summarize(config: dict, records: list[dict], outdir) -> Summary:
-    """The figures and table of :func:`ntk_limits_experiments.teaser.plots.summarize`."""
-    return plots.summarize(config, records, outdir, _data(config))
+def summarize(config: TeaserConfig, records: list[dict], outdir) -> Summary:
+    """Predictive-band panels, distance-vs-width figure and table; no claim verdict."""
+    inf, finite = analysis.split_records(records)
+    figures = plots.figures(_data(config.problem), inf, finite, outdir)
+    table = {"distance to infinite width": analysis.distance_table(finite)}
+    return Summary(figures, table, [], analysis.text(config, inf, finite))
 
 
 STUDY = Study(
     name="teaser",
-    claims=(),
-    get_config=cfg.get_config,
-    validate=cfg.validate,
+    profiles=PROFILES,
     expand=expand,
     execute=execute,
     summarize=summarize,

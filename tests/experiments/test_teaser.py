@@ -1,5 +1,6 @@
 """The teaser: its helpers against independent references, and a smoke run."""
 
+import dataclasses
 import io
 
 import jax.numpy as jnp
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from ntk_limits.linearize import gradient_descent_mse
-from ntk_limits_experiments import registry, runner
+from ntk_limits import models
+from ntk_limits_experiments import claims, runner
 from ntk_limits_experiments.teaser import study
 
 
@@ -42,17 +43,6 @@ def test_fit_noise_maximises_the_marginal_likelihood():
     assert study.fit_noise(k, y, grid) == grid[int(np.argmax(lml))]  # exact: same grid point
 
 
-def test_gradient_descent_on_a_linear_model_follows_the_closed_form():
-    x = jnp.asarray(np.random.default_rng(5).normal(size=(6, 3)), jnp.float32)
-    y = jnp.asarray(np.random.default_rng(6).normal(size=(6, 1)), jnp.float32)
-    apply_fn = lambda p, x: x @ p
-    params, losses = study.gradient_descent(apply_fn, 0.5, 25)(jnp.zeros((3, 1)), x, y)
-    # a linear model is its own linearisation: GD = the kernel closed form with K = x xᵀ
-    want = gradient_descent_mse(x @ x.T, y, 0.5, discrete=True)(25, jnp.zeros_like(y))
-    np.testing.assert_allclose(x @ params, want, rtol=1e-4, atol=1e-5)  # float32, 25 steps
-    assert losses.shape == (25,) and losses[-1] < losses[0]
-
-
 def test_load_data_is_offline_standardised_and_deterministic():
     x, y, grid = study.load_data(30, 0, 11, 1.0)
     assert x.shape == y.shape == (30, 1) and grid.shape == (11, 1) and x.dtype == np.float32
@@ -70,19 +60,28 @@ def test_validate_rejects_bad_configs(override, message):
         runner.prepare_config(study.STUDY, "smoke", [override])
 
 
+def test_expand_puts_the_infinite_reference_first_with_the_same_architecture():
+    cfg = runner.prepare_config(study.STUDY, "smoke", ["depth=2", "b_std=0.5"])
+    first, *finite = study.expand(cfg)
+    assert first.infinite and first.seeds == () and [s.network.width for s in finite] == [16, 256]
+    same = {dataclasses.replace(s.network, width=1) for s in (first, *finite)}
+    assert same == {models.Network("mlp", 1, 2, 1, "ntk", "relu", cfg.W_std, 0.5)}
+    assert {s.problem for s in finite} == {first.problem} == {cfg.problem}
+
+
 def test_smoke_run_through_the_runner(tmp_path):
-    assert study.STUDY.claims == registry.CLAIMS["teaser"] == ()
+    assert claims.of_study("teaser") == ()
     cfg = runner.prepare_config(study.STUDY, "smoke")
     records = runner.run_study(study.STUDY, cfg, tmp_path, profile="smoke", out=io.StringIO())
-    assert [r["status"] for r in records] == ["ok"] * (1 + len(cfg["widths"]))
+    assert [r["status"] for r in records] == ["ok"] * (1 + len(cfg.widths))
     out = tmp_path / "teaser"
     for name in ("teaser_predictive.png", "teaser_distance_vs_width.png", "summary.json"):
         assert (out / name).stat().st_size > 0
     inf = records[0]["metrics"]
-    assert len(inf["mean"]) == len(inf["sd"]) == cfg["num_grid"] and inf["noise_var"] > 0
+    assert len(inf["mean"]) == len(inf["sd"]) == cfg.num_grid and inf["noise_var"] > 0
     for r in records[1:]:
         d = np.asarray(r["metrics"]["mean_distance"] + r["metrics"]["sd_distance"])
-        assert d.shape == (2 * len(cfg["seeds"]),) and np.all(np.isfinite(d)) and np.all(d > 0)
+        assert d.shape == (2 * len(cfg.seeds),) and np.all(np.isfinite(d)) and np.all(d > 0)
     summary = study.STUDY.summarize(cfg, records, out)
     assert summary.verdicts == [] and "distance to infinite width" in summary.tables
 
