@@ -43,7 +43,10 @@ BAD_INPUTS = {
     "not key=value": (["run", "toy", "--set", "steps"], "is not key=value"),
     "wrong type": (["run", "toy", "--set", "steps=abc"], "'abc' for key 'steps' is not an int"),
     "non-finite": (["run", "toy", "--set", "lr=nan"], "'nan' for key 'lr' is not finite"),
-    "zero width": (["run", "toy", "--set", "widths=0,4"], "toy: widths must be positive"),
+    "zero width": (
+        ["run", "toy", "--set", "widths=0,4"],
+        "toy: widths must be a list of integers, each >= 1",
+    ),
     "missing argument": (["run"], "required: STUDY"),
 }
 
