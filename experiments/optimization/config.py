@@ -3,7 +3,7 @@
 Command (each profile)::
 
     ntk-limits run optimization --profile smoke       # ~20 s on 2 CPU cores (compile-bound)
-    ntk-limits run optimization --profile embedded    # ~2.5 min on 2 idle CPU cores
+    ntk-limits run optimization --profile embedded    # ~2.7 min on 2 CPU cores (load ~1)
     ntk-limits run optimization --profile paper       # needs tfds mnist + cifar10 and a GPU
 
 What runs: for every architecture × width × parametrization, with the seeds batched by
