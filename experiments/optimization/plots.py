@@ -1,13 +1,18 @@
 """Figures of the optimization study (matplotlib ``Figure`` objects, no global state).
 
-Each function takes the rows of :func:`.summary.rows_from_records`
-and writes one PNG; medians over seeds are drawn as lines, single seeds as dots.
+Each function takes the rows of
+:func:`ntk_limits_experiments.optimization.analysis.rows_from_records` and writes one PNG
+(:func:`ntk_limits_experiments.common.save_figure`); medians over seeds are drawn as
+lines, single seeds as dots.
 """
 
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from ntk_limits_experiments import common
 
 __all__ = ["all_figures", "c_prime_figure", "lambda_min_figure", "loss_figure", "trajectory_figure"]
 
@@ -92,8 +97,7 @@ def lambda_min_figure(rows, path: Path) -> Path:
             )
         _log(axes[0, j], title=fam, ylabel="λ_min")
         _log(axes[1, j], xlabel="width", ylabel="condition number")
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
 def c_prime_figure(rows, path: Path) -> Path:
@@ -117,8 +121,7 @@ def c_prime_figure(rows, path: Path) -> Path:
         ax.axhline(0.5, color="k", lw=1, ls=":", label="C′ = 1/2")
         _log(ax, title=f"{fam}: max_t C′ (∞ not drawn)", ylabel="C′")
         _log(ax2, xlabel="width", ylabel="relative change at the end")
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
 def _median_curve(values):
@@ -150,14 +153,11 @@ def trajectory_figure(rows, path: Path) -> Path:
                     marker="s", ls="--")  # fmt: skip
         ax.axhline(0.5, color="k", lw=1, ls=":")
         _log(ax, title=f"{fam} {p}\nC′(t): NGD η=1 (—), GD (--)", xlabel="step t")
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
 def plt_color(k: int, n: int):
     """The ``k``-th of ``n`` colours from viridis."""
-    from matplotlib import colormaps
-
     return colormaps["viridis"](k / max(n - 1, 1))
 
 
@@ -199,8 +199,7 @@ def loss_figure(rows, path: Path, threshold: float) -> Path:
                 _loss_panel(axes[i, j], sel[j], threshold)
             else:
                 axes[i, j].set_visible(False)
-    fig.savefig(path, dpi=100)
-    return path
+    return common.save_figure(fig, path, dpi=100)
 
 
 def all_figures(rows, outdir: Path, threshold: float = 0.1) -> list[Path]:

@@ -7,62 +7,33 @@ step sizes are ``vmap``-ed, training loops are ``lax.scan``-s
 (:func:`ntk_limits.ngd_conditions.jacobian_stability`) are a ``lax.map`` over snapshots.
 """
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
 
 from ntk_limits.ngd_conditions import jacobian_stability, top_eigenvalue
 from ntk_limits.optimization import first_order, full_gram, make_trajectory_fn, ngd
+from ntk_limits_experiments.optimization.config import OptimizationRun
 
-__all__ = ["Plan", "build_program"]
-
-
-class Plan(NamedTuple):
-    """What one run trains, in static (hashable) form.
-
-    Attributes:
-      ngd_lrs: NGD step sizes ``η``.
-      damping: NGD damping relative to the Gram: ``ε = damping · tr(K₀) / (n·k)``.
-      solver: ``"cholesky"`` or ``"cg"``.
-      cg_maxiter: CG iterations per NGD step.
-      ngd_steps: NGD steps.
-      ngd_checkpoints: NGD steps whose parameters are diagnosed.
-      gd_steps: GD and Adam steps.
-      gd_checkpoints: GD/Adam steps whose parameters are diagnosed.
-      gd_fractions: GD step sizes as fractions of ``2·n·k / λ_max(K₀)``.
-      adam_lr: Adam's step size.
-    """
-
-    ngd_lrs: tuple[float, ...]
-    damping: float
-    solver: str
-    cg_maxiter: int
-    ngd_steps: int
-    ngd_checkpoints: tuple[int, ...]
-    gd_steps: int
-    gd_checkpoints: tuple[int, ...]
-    gd_fractions: tuple[float, ...]
-    adam_lr: float
+__all__ = ["build_program"]
 
 
-def _ngd_runs(apply_fn, x, y, plan: Plan, params0, eps):
+def _ngd_runs(apply_fn, x, y, spec: OptimizationRun, params0, eps):
     def one(p, lr, e):
-        opt = ngd(apply_fn, lr, e, solver=plan.solver, cg_maxiter=plan.cg_maxiter)
-        return make_trajectory_fn(apply_fn, opt, plan.ngd_steps, plan.ngd_checkpoints)(p, x, y)
+        opt = ngd(apply_fn, lr, e, solver=spec.ngd_solver, cg_maxiter=spec.cg_maxiter)
+        return make_trajectory_fn(apply_fn, opt, spec.ngd_steps, spec.ngd_checkpoints)(p, x, y)
 
-    lrs = jnp.asarray(plan.ngd_lrs, jnp.float32)
+    lrs = jnp.asarray(spec.ngd_lrs, jnp.float32)
     return jax.vmap(jax.vmap(one, in_axes=(None, 0, None)), in_axes=(0, None, 0))(params0, lrs, eps)
 
 
-def _first_order_runs(apply_fn, x, y, plan: Plan, params0, gd_lrs):
+def _first_order_runs(apply_fn, x, y, spec: OptimizationRun, params0, gd_lrs):
     def run(p, tx):
         opt = first_order(apply_fn, tx)
-        return make_trajectory_fn(apply_fn, opt, plan.gd_steps, plan.gd_checkpoints)(p, x, y)
+        return make_trajectory_fn(apply_fn, opt, spec.gd_steps, spec.gd_checkpoints)(p, x, y)
 
     gd = jax.vmap(jax.vmap(lambda p, lr: run(p, optax.sgd(lr)), in_axes=(None, 0)))
-    adam = jax.vmap(lambda p: run(p, optax.adam(plan.adam_lr)))
+    adam = jax.vmap(lambda p: run(p, optax.adam(spec.adam_lr)))
     return gd(params0, gd_lrs), adam(params0)
 
 
@@ -93,8 +64,16 @@ def _diagnose(apply_fn, x, params0, grams0, snapshots):
     return out.T.reshape(4, *lead)
 
 
-def build_program(apply_fn, x: jax.Array, y: jax.Array, plan: Plan):
+def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
     """Returns ``program(params0) -> dict`` for parameters with a leading seed axis ``S``.
+
+    Args:
+      apply_fn: the network, ``(params, x) -> (n, k)``.
+      x: training inputs, ``(n, ...)``.
+      y: one-hot targets, ``(n, k)``.
+      spec: the run: step sizes, damping, solver, steps and checkpoints of each optimizer
+        (``L = len(spec.ngd_lrs)``, ``F = len(spec.gd_lr_fractions)``,
+        ``C = spec.num_checkpoints``).
 
     The dict holds ``grams0 (S, nk, nk)``, ``f0 (S, n, k)``, ``damping (S,)``,
     ``gd_lrs (S, F)``, ``ngd_losses (S, L, T_ngd+1)``, ``gd_losses (S, F, T_gd+1)``,
@@ -103,17 +82,15 @@ def build_program(apply_fn, x: jax.Array, y: jax.Array, plan: Plan):
     Adam (rows: ‖ΔJ‖₂, ‖ΔJ‖_F, ‖ΔJ‖₂/‖J₀‖₂, ``‖K_t − K₀‖_F/‖K₀‖_F``). Not jitted.
     """
     nk = y.size
-    if len(plan.ngd_checkpoints) != len(plan.gd_checkpoints):
-        raise ValueError("NGD and GD need the same number of checkpoints")
 
     def program(params0):
         grams0 = jax.vmap(lambda p: full_gram(apply_fn, p, x))(params0)
         f0 = jax.vmap(apply_fn, in_axes=(0, None))(params0, x)
         lam_max = jax.vmap(top_eigenvalue)(grams0)
-        eps = plan.damping * jnp.trace(grams0, axis1=1, axis2=2) / nk
-        gd_lrs = jnp.asarray(plan.gd_fractions, jnp.float32)[None] * (2 * nk / lam_max)[:, None]
-        ngd_t = _ngd_runs(apply_fn, x, y, plan, params0, eps)
-        gd_t, adam_t = _first_order_runs(apply_fn, x, y, plan, params0, gd_lrs)
+        eps = spec.ngd_damping * jnp.trace(grams0, axis1=1, axis2=2) / nk
+        gd_lrs = jnp.asarray(spec.gd_lr_fractions, jnp.float32)[None] * (2 * nk / lam_max)[:, None]
+        ngd_t = _ngd_runs(apply_fn, x, y, spec, params0, eps)
+        gd_t, adam_t = _first_order_runs(apply_fn, x, y, spec, params0, gd_lrs)
         final = gd_t.losses[:, :, -1]
         best = jnp.argmin(jnp.where(jnp.isfinite(final), final, jnp.inf), axis=1)
         gd_snaps = _pick(gd_t.snapshots, best)

@@ -1,5 +1,10 @@
 """From stored runs to the report: per-run rows, tables, the C1/C2 verdicts and the text.
 
+Pure numpy on the records the runner hands to ``summarize`` (each ``"spec"`` is the JSON
+form of an :class:`~ntk_limits_experiments.optimization.config.OptimizationRun`, its
+network a dict of :class:`ntk_limits.models.Network` fields). The figures are drawn by
+:mod:`ntk_limits_experiments.optimization.plots` from the same rows.
+
 Definitions used below (exact ones in :mod:`ntk_limits.ngd_conditions`):
 
 * ``C′_max``: per seed, the largest ``C′(t) = 3‖J(θ_t) − J(θ₀)‖₂/√λ_min(K₀)`` over the
@@ -13,14 +18,24 @@ Definitions used below (exact ones in :mod:`ntk_limits.ngd_conditions`):
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from ntk_limits_experiments.optimization import plots
-from ntk_limits_experiments.study import Summary, Verdict
+from ntk_limits_experiments import claims, common
+from ntk_limits_experiments.optimization.config import OptimizationConfig
+from ntk_limits_experiments.study import Verdict
 
-__all__ = ["PRACTICAL_WIDTH", "rows_from_records", "summarize"]
+__all__ = [
+    "C1_RULE",
+    "C2_RULE",
+    "PRACTICAL_WIDTH",
+    "conditions_table",
+    "rows_from_records",
+    "speed_table",
+    "text",
+    "verdict_c1",
+    "verdict_c2",
+]
 
 # The widest networks called practical here (hidden units; channels; WRN multiplier k).
 PRACTICAL_WIDTH = {"mlp": 4096, "cnn": 1024, "wrn": 16}
@@ -93,6 +108,7 @@ def _effective_lambda(lam: np.ndarray, floor: np.ndarray) -> np.ndarray:
 
 
 def _row(spec: dict, m: dict) -> dict:
+    net = spec["network"]
     lam, floor = _arr(m["lambda_min"]), _arr(m["lambda_floor"])
     singular = lam <= floor
     lam_eff = _effective_lambda(lam, floor)
@@ -106,10 +122,10 @@ def _row(spec: dict, m: dict) -> dict:
     last = lambda sec, key: _median(_arr(m[sec][key])[..., -1] if sec != "ngd" else
                                     _arr(m[sec][key])[i1, :, -1])  # fmt: skip
     return {
-        "arch": spec["arch"], "depth": spec["depth"], "width": spec["width"],
-        "parameterization": spec["parameterization"], "num_params": m["num_params"],
-        "family": _FAMILY_LABEL[spec["arch"]].format(d=spec["depth"]),
-        "practical": spec["width"] <= PRACTICAL_WIDTH[spec["arch"]],
+        "arch": net["kind"], "depth": net["depth"], "width": net["width"],
+        "parameterization": net["parameterization"], "num_params": m["num_params"],
+        "family": _FAMILY_LABEL[net["kind"]].format(d=net["depth"]),
+        "practical": net["width"] <= PRACTICAL_WIDTH[net["kind"]],
         "lambda_min": lam, "lambda_min_med": _median(lam), "singular": bool(np.any(singular)),
         "lambda_min_avg": _median(_arr(m["lambda_min_avg"])),
         "condition": _median(_arr(m["condition"])), "lambda_min_inf": m["lambda_min_inf"],
@@ -150,11 +166,6 @@ def _steps(values, limit: int) -> str:
     return f">{limit}" if math.isinf(med) else f"{med:.0f}"
 
 
-def _table(header: list[str], lines: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines]) + "\n"
-
-
 def conditions_table(rows: list[dict]) -> str:
     """λ_min, condition number and C′ per run (medians over seeds)."""
     header = [
@@ -190,7 +201,7 @@ def conditions_table(rows: list[dict]) -> str:
         ]
         for r in rows
     ]
-    return _table(header, lines)  # fmt: skip
+    return common.markdown_table(header, lines)  # fmt: skip
 
 
 def _delivered_text(r: dict, tau: str | None = None) -> str:
@@ -227,7 +238,7 @@ def speed_table(rows: list[dict]) -> str:
         gd = f"{_steps(r['steps_gd'], t_gd)} ({_steps(r['pred_steps_gd'], 10**9)})"
         lines.append([r["family"], r["parameterization"], str(r["width"]), *ngd, gd,
                       _steps(r["steps_adam"], t_gd), _delivered_text(r)])  # fmt: skip
-    return _table(header, lines)
+    return common.markdown_table(header, lines)
 
 
 def _power_law_width(rows: list[dict]) -> float:
@@ -279,11 +290,10 @@ def verdict_c1(rows: list[dict]) -> Verdict:
         },
     }
     if not practical:
-        verdict = "inconclusive"
+        decision = "inconclusive"
     else:
-        verdict = "fails" if below else "holds"
-    statement = "The stable-Jacobian condition (C′ < 1/2) fails at practical widths."
-    return Verdict("C1", statement, verdict, C1_RULE, evidence)
+        decision = "fails" if below else "holds"
+    return claims.verdict("C1", decision, C1_RULE, evidence)
 
 
 C2_RULE = (
@@ -313,9 +323,9 @@ def verdict_c2(rows: list[dict]) -> Verdict:
     short = sum(s == "falls short" for s in decided)
     frac = short / len(decided) if decided else math.nan
     if not decided or len(decided) < len(status) / 2:
-        verdict = "inconclusive"
+        decision = "inconclusive"
     else:
-        verdict = "holds" if frac >= 2 / 3 else "fails" if frac <= 1 / 3 else "inconclusive"
+        decision = "holds" if frac >= 2 / 3 else "fails" if frac <= 1 / 3 else "inconclusive"
     evidence = {
         "runs": len(practical),
         "decided": len(decided),
@@ -325,8 +335,7 @@ def verdict_c2(rows: list[dict]) -> Verdict:
         "speed_up_measured_vs_predicted_by_run": {label(r): _speedups(r) for r in practical},
         "delivered_speed_up_at_stricter_thresholds": _stricter(practical),
     }
-    statement = "NGD does not deliver its kernel-regime speed-up over GD in practice."
-    return Verdict("C2", statement, verdict, C2_RULE, evidence)
+    return claims.verdict("C2", decision, C2_RULE, evidence)
 
 
 def _speedups(r: dict) -> str:
@@ -336,25 +345,26 @@ def _speedups(r: dict) -> str:
     return f"measured T_GD/T_NGD = {gd}/{ngd}; predicted {gd_p}/{ngd_p}"
 
 
-def _text(config: dict, rows: list[dict], records: list[dict]) -> str:
+def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> str:
+    """The report's paragraph: what was run, how, and the per-family findings."""
     if not rows:
         return "No run of the optimization study finished; nothing to report."
     m = rows[0]["metrics"]
     failed = [r for r in records if r["status"] != "ok"]
-    lrs = ", ".join(f"{v:g}" for v in config["ngd_lrs"])
+    lrs = ", ".join(f"{v:g}" for v in config.ngd_lrs)
     return (
         f"Data: {m['data']}; one-hot MSE targets (n = {m['n']}, k = {m['k']}), "
-        f"loss L = ‖f−y‖²/(2nk). Seeds {config['seeds']}. For each network we form the full "
+        f"loss L = ‖f−y‖²/(2nk). Seeds {list(config.seeds)}. For each network we form the full "
         f"(nk × nk) Gram K₀ = J₀J₀ᵀ of the raw outputs; in the infinite-width limit "
         f"K₀ → Θ∞ ⊗ I_k with Θ∞ the output-averaged NTK, so λ_min(K₀) is compared with "
         f"λ_min(Θ∞). Exact NGD (damped Gauss–Newton, Cholesky on K + εI, "
-        f"ε = {config['ngd_damping']:g}·tr(K₀)/(nk)) ran {config['ngd_steps']} steps at "
-        f"η ∈ {{{lrs}}}; GD ran {config['gd_steps']} steps at the best of "
-        f"{config['gd_lr_fractions']} × 2nk/λ_max(K₀); Adam at lr {config['adam_lr']:g}. "
+        f"ε = {config.ngd_damping:g}·tr(K₀)/(nk)) ran {config.ngd_steps} steps at "
+        f"η ∈ {{{lrs}}}; GD ran {config.gd_steps} steps at the best of "
+        f"{list(config.gd_lr_fractions)} × 2nk/λ_max(K₀); Adam at lr {config.adam_lr:g}. "
         f"C′(t) = 3‖J(θ_t) − J(θ₀)‖₂/√λ_min(K₀) was evaluated from the exact ΔJΔJᵀ (the NTK "
         f"of f(θ_t + δ) − f(θ₀ + δ); its top eigenvalue by 200 power iterations, which converge "
-        f"from below) at {config['num_checkpoints']} checkpoints per trajectory. Speed is the "
-        f"number of steps to reach {config['loss_threshold']:g}·L₀; predictions are the "
+        f"from below) at {config.num_checkpoints} checkpoints per trajectory. Speed is the "
+        f"number of steps to reach {config.loss_threshold:g}·L₀; predictions are the "
         f"kernel-regime curves on Θ∞ (NGD: damped (1−η)^{{2t}}; GD: closed form). "
         f"{len(rows)} runs finished, {len(failed)} did not. {_findings(rows)}"
     )
@@ -376,16 +386,3 @@ def _findings(rows: list[dict]) -> str:
             + "."
         )
     return " ".join(out)
-
-
-def summarize(config: dict, records: list[dict], outdir) -> Summary:
-    """Figures, tables, the C1 and C2 verdicts and a paragraph for the report."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    rows = rows_from_records(records)
-    figures = plots.all_figures(rows, outdir, config["loss_threshold"]) if rows else []
-    tables = {"NGD conditions vs width": conditions_table(rows),
-              "Steps to reach the loss threshold: measured (kernel-regime prediction)":
-              speed_table(rows)}  # fmt: skip
-    verdicts = [verdict_c1(rows), verdict_c2(rows)]
-    return Summary(figures, tables, verdicts, _text(config, rows, records))
