@@ -88,7 +88,7 @@ def _describe(tp: Any) -> str:
 
 
 def _bounds(meta: Mapping[str, Any]) -> str:
-    return "".join(f" {_BOUND_TEXT[b]} {meta[b]:g}" for b in _BOUNDS if meta.get(b) is not None)
+    return " and".join(f" {_BOUND_TEXT[b]} {meta[b]:g}" for b in _BOUNDS if meta.get(b) is not None)
 
 
 def _invalid(name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> ValueError:
