@@ -49,8 +49,7 @@ def load_stream(
       flatten: inputs as ``(n, d)`` vectors (for MLPs) instead of images.
       data_dir: where the paper data sets are.
     """
-    split = data.STREAMS[stream.benchmark][1] is data.split_stream
-    options = {"task_incremental": False} if split and stream.class_incremental else {}
+    options = {"task_incremental": False} if stream.split and stream.class_incremental else {}
     tasks = data.make_stream(
         stream.benchmark, data_dir=data_dir, seed=stream.seed,
         n_train=stream.n_train, n_test=stream.n_test, **options,

@@ -3,7 +3,7 @@
 import functools
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ntk_limits import continual, models
@@ -21,17 +21,25 @@ def linear_apply(params, x):
     return x @ w + b[None]
 
 
-def random_stream(key, t=3, n=20, m=10, d=5, c=2, multi_head=True) -> TaskArrays:
-    """``t`` tasks of ``n`` train / ``m`` test Gaussian inputs in ``d`` dims, ``c`` classes."""
-    kx, ky, kt, kl = jax.random.split(key, 4)
-    offsets = jnp.arange(t, dtype=jnp.int32) * c if multi_head else jnp.zeros(t, jnp.int32)
+def random_stream(seed, t=3, n=20, m=10, d=5, c=2, multi_head=True) -> TaskArrays:
+    """``t`` tasks of ``n`` train / ``m`` test Gaussian inputs in ``d`` dims, ``c`` classes.
+
+    Drawn by numpy: eager ``jax.random`` compiles a program per call shape (seconds here).
+    """
+    rng = np.random.default_rng(seed)
+    offsets = np.arange(t) * c if multi_head else np.zeros(t)
     return TaskArrays(
-        jax.random.normal(kx, (t, n, d)),
-        jax.random.randint(ky, (t, n), 0, c),
-        jax.random.normal(kt, (t, m, d)),
-        jax.random.randint(kl, (t, m), 0, c),
-        offsets,
+        rng.normal(size=(t, n, d)).astype(np.float32),
+        rng.integers(0, c, (t, n)).astype(np.int32),
+        rng.normal(size=(t, m, d)).astype(np.float32),
+        rng.integers(0, c, (t, m)).astype(np.int32),
+        offsets.astype(np.int32),
     )
+
+
+def normal(seed, shape, scale=1.0):
+    """``scale · N(0, 1)`` float32 numpy array of ``shape``."""
+    return (scale * np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
 
 
 MLP = models.mlp(16, depth=1, out_dim=6)
@@ -56,3 +64,17 @@ def compiled_run(model, loss="xent", batch_size=None, linearized=False):
         return train(params, stream, key, max_epochs, target)
 
     return jit(run)
+
+
+@functools.cache
+def compiled_update(batch_size=None):
+    """Jitted ``update(lr, state, x, y, offset, key, max_epochs, target)`` of fine-tuning
+    :data:`MLP` (6 outputs, one head), shared by tests."""
+
+    def update(lr, *args):
+        learner = continual.fine_tuning(
+            MLP.apply_fn, optax.sgd(lr), head_size=6, batch_size=batch_size
+        )
+        return learner.update(*args)
+
+    return jit(update)

@@ -12,20 +12,29 @@ import numpy as np
 import pytest
 
 from ntk_limits import continual
-from tests.continual.helpers import compiled_run, jit, linear_apply, random_stream
+from tests.continual.helpers import compiled_run, jit, linear_apply, normal, random_stream
+
+
+@functools.cache
+def _regression(discrete):
+    """``(lr, k, stream, times, f0) -> (f, result)``, compiled once per ``discrete``."""
+
+    def regression(lr, k, stream, times, f0):
+        return continual.sequential_kernel_regression(
+            k, stream, times, head_size=2, out_dim=6, learning_rate=lr, discrete=discrete, f0=f0
+        )
+
+    return jit(regression)
 
 
 def _kernel_vs_explicit(multi_head, steps, lr, discrete, explicit_steps, explicit_lr):
-    stream = random_stream(jax.random.key(20), multi_head=multi_head)
+    stream = random_stream(20, multi_head=multi_head)
     out_dim = 6  # single head: tasks use outputs 0-1, the others never move
-    params = (0.5 * jax.random.normal(jax.random.key(21), (5, out_dim)), 0.1 * jnp.ones(out_dim))
+    params = (normal(21, (5, out_dim), 0.5), 0.1 * jnp.ones(out_dim))
     z = continual.stream_inputs(stream)
     k = z @ stream.x_train.reshape(-1, 5).T + 1.0  # NTK of x·W + b, the same for each output
-    regression = functools.partial(
-        continual.sequential_kernel_regression, head_size=2, out_dim=out_dim, learning_rate=lr,
-        discrete=discrete,
-    )  # fmt: skip
-    f, res = jit(regression)(k, stream, jnp.array([steps]), f0=linear_apply(params, z))
+    times = jnp.array([steps], jnp.float32)
+    f, res = _regression(discrete)(lr, k, stream, times, linear_apply(params, z))
     run = compiled_run("linear", loss="mse")
     final, ref = run(explicit_lr, params, stream, jax.random.key(22), explicit_steps, 2.0)
     return f[0], linear_apply(final, z), res, ref, params, z
@@ -54,7 +63,7 @@ def test_kernel_gradient_flow_matches_many_small_gd_steps():
 
 
 def test_kernel_regression_converged_interpolates_last_task():
-    stream = random_stream(jax.random.key(23), d=40)  # d > n: the linear kernel is invertible
+    stream = random_stream(23, d=40)  # d > n: the linear kernel is invertible
     z = continual.stream_inputs(stream)
     k = z @ stream.x_train.reshape(-1, 40).T
     regression = functools.partial(continual.sequential_kernel_regression, head_size=2, out_dim=2)

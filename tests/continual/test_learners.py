@@ -11,11 +11,19 @@ import numpy as np
 import optax
 
 from ntk_limits import continual, kernels, training
-from tests.continual.helpers import MLP, compiled_run, jit, mlp_params, random_stream
+from tests.continual.helpers import (
+    MLP,
+    compiled_run,
+    compiled_update,
+    jit,
+    mlp_params,
+    normal,
+    random_stream,
+)
 
 
 def test_zero_learning_rate_gives_constant_matrix_and_no_forgetting():
-    stream = random_stream(jax.random.key(0))
+    stream = random_stream(0)
     params = mlp_params(jax.random.key(1))
     final, res = compiled_run("mlp", batch_size=10)(0.0, params, stream, jax.random.key(2), 3, 2.0)
     for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(params), strict=True):
@@ -27,7 +35,7 @@ def test_zero_learning_rate_gives_constant_matrix_and_no_forgetting():
 
 
 def test_accuracy_matrix_rows_are_test_accuracies_of_trained_params():
-    stream = random_stream(jax.random.key(10))
+    stream = random_stream(10)
     params = mlp_params(jax.random.key(11))
     run = compiled_run("mlp", batch_size=10)
     final, res = run(0.5, params, stream, jax.random.key(12), 4, 2.0)
@@ -39,12 +47,11 @@ def test_accuracy_matrix_rows_are_test_accuracies_of_trained_params():
 
 
 def test_full_batch_fine_tuning_matches_make_train():
-    stream = random_stream(jax.random.key(3), t=1, c=6, multi_head=False)
+    stream = random_stream(3, t=1, c=6, multi_head=False)
     params = mlp_params(jax.random.key(4))
     learner = continual.fine_tuning(MLP.apply_fn, optax.sgd(0.3), head_size=6)
-    state, log = jit(learner.update)(
-        learner.init(params), stream.x_train[0], stream.y_train[0], 0, jax.random.key(5), 7, 2.0
-    )
+    args = (stream.x_train[0], stream.y_train[0], 0, jax.random.key(5), 7, 2.0)
+    state, log = compiled_update()(0.3, learner.init(params), *args)
     train = jit(training.make_train(MLP.apply_fn, optax.sgd(0.3), 7, loss="xent"))
     ref, _ = train(params, stream.x_train[0], stream.y_train[0], jax.random.key(6))
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref), strict=True):
@@ -55,20 +62,20 @@ def test_full_batch_fine_tuning_matches_make_train():
 
 
 def test_training_stops_at_target_accuracy():
-    stream = random_stream(jax.random.key(7), t=1, c=6, multi_head=False)
+    stream = random_stream(7, t=1, c=6, multi_head=False)
     params = mlp_params(jax.random.key(8))
-    learner = continual.fine_tuning(MLP.apply_fn, optax.sgd(0.5), head_size=6, batch_size=5)
-    update = jit(learner.update)
-    args = (learner.init(params), stream.x_train[0], stream.y_train[0], 0, jax.random.key(9))
-    _, log0 = update(*args, 50, 0.0)  # target met at once: exactly one epoch
-    _, log = update(*args, 200, 0.9)
+    update = compiled_update()  # full batch: the program of the test above
+    init = continual.fine_tuning(MLP.apply_fn, optax.sgd(0.5), head_size=6).init(params)
+    args = (init, stream.x_train[0], stream.y_train[0], 0, jax.random.key(9))
+    _, log0 = update(0.5, *args, 50, 0.0)  # target met at once: exactly one epoch
+    _, log = update(0.5, *args, 200, 0.9)
     assert int(log0.epochs) == 1
     assert 1 < int(log.epochs) < 200 and float(log.train_accuracy) >= 0.9
-    assert update._cache_size() == 1  # epochs and target are traced: no recompilation
+    assert update._cache_size() == 1  # lr, epochs and target are traced: no recompilation
 
 
 def test_kernel_drift_matches_reference_ntk():
-    stream = random_stream(jax.random.key(13), t=2)
+    stream = random_stream(13, t=2)
     params = mlp_params(jax.random.key(14))
     probe = stream.x_test[0, :6]
     ntk = kernels.empirical_ntk_fn(MLP.apply_fn)  # structured derivatives, as in the study
@@ -84,8 +91,8 @@ def test_kernel_drift_matches_reference_ntk():
 
 
 def test_linearised_linear_model_equals_model():
-    stream = random_stream(jax.random.key(16))
-    params = (0.3 * jax.random.normal(jax.random.key(17), (5, 6)), jnp.zeros(6))
+    stream = random_stream(16)
+    params = (normal(17, (5, 6), 0.3), jnp.zeros(6))
     args = (0.2, params, stream, jax.random.key(18), 3, 2.0)
     _, a = compiled_run("linear", batch_size=10)(*args)
     _, b = compiled_run("linear", batch_size=10, linearized=True)(*args)

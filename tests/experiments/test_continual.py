@@ -1,6 +1,5 @@
 """The continual study (C4) end to end through the runner, and checks of its building blocks."""
 
-import dataclasses
 import functools
 import io
 import json
@@ -15,7 +14,7 @@ import pytest
 
 from ntk_limits import kernels, models
 from ntk_limits_experiments import claims, common, runner
-from ntk_limits_experiments.config import apply_overrides
+from ntk_limits_experiments.config import PROFILES, apply_overrides
 from ntk_limits_experiments.continual import analysis, networks
 from ntk_limits_experiments.continual.config import ContinualConfig, KernelRun, NetworkRun
 from ntk_limits_experiments.continual.study import STUDY
@@ -105,8 +104,8 @@ def _train(apply_fn, params, opt, x, y, steps):
 
 
 def test_ntk_parametrization_is_standard_network_with_per_layer_learning_rates():
-    x = jax.random.normal(jax.random.key(0), (12, 5))
-    y = jnp.arange(12) % 3
+    x = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)  # numpy: no compile
+    y = np.arange(12, dtype=np.int32) % 3
     archs = networks.both_parameterizations(models.Network("mlp", 16, 2, 3, "standard"))
     ntp, sp = archs["ntk"], archs["standard"]
     assert ntp.network.W_std == sp.network.W_std == math.sqrt(2.0)
@@ -209,7 +208,12 @@ def test_bad_overrides_are_rejected_in_one_line(override, message):
     assert "\n" not in str(info.value) and "allowed:" in str(info.value)
 
 
-def test_profiles_are_valid_and_smoke_is_smaller():
-    sizes = {p: len(STUDY.get_config(p).widths) for p in ("smoke", "embedded")}
-    assert sizes["smoke"] < sizes["embedded"]
-    assert dataclasses.replace(STUDY.get_config("embedded"), profile="smoke").profile == "smoke"
+def test_profiles_expand_to_runs_of_their_networks():
+    smoke, embedded, paper = (STUDY.get_config(p) for p in PROFILES)
+    runs = STUDY.expand(embedded)
+    assert len(STUDY.expand(smoke)) == 4 < len(runs) == 14
+    for run in runs:  # MLPs sized for the 10 classes of digits; NTP for the kernel run
+        assert (run.network.kind, run.network.depth, run.network.out_dim) == ("mlp", 1, 10)
+        assert run.network.parameterization == ("ntk" if run.kind == "infinite" else "standard")
+    assert {r.network.width for r in runs if r.kind == "linearized"} == {32, 1024}
+    assert paper.uses_wrn("split_cifar10") and not paper.uses_wrn("rotated_mnist")
