@@ -11,10 +11,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from ntk_limits_experiments import claims, common
+from ntk_limits_experiments.continual.config import ContinualConfig
 from ntk_limits_experiments.study import Verdict
 
 __all__ = [
-    "STATEMENT",
     "frame",
     "regime_table",
     "setting_label",
@@ -26,7 +27,6 @@ __all__ = [
     "width_table",
 ]
 
-STATEMENT = "Width reduces forgetting only when networks are under-trained."
 _SCALARS = ("forgetting", "average_accuracy", "learning_accuracy")
 
 
@@ -47,13 +47,14 @@ def _network_rows(rec: dict) -> list[dict]:
     rows = []
     for par, d in m["parameterizations"].items():
         for i, label in enumerate(m["settings"]):
-            target = spec["settings"][i][1]
+            target = spec["settings"][i]["target_accuracy"]
             for s, seed in enumerate(spec["seeds"]):
                 train = np.asarray(d["train_accuracy"][i][s])
                 drift = np.mean(d["kernel_drift"][i][s]) if "kernel_drift" in d else np.nan
                 rows.append({
-                    "kind": spec["kind"], "benchmark": spec["benchmark"], "parameterization": par,
-                    "setting": label, "setting_index": i, "width": spec["width"], "seed": seed,
+                    "kind": spec["kind"], "benchmark": spec["stream"]["benchmark"],
+                    "parameterization": par, "setting": label, "setting_index": i,
+                    "width": spec["network"]["width"], "seed": seed,
                     **{k: d[k][i][s] for k in _SCALARS},
                     "train_accuracy": float(train.mean()), "min_train_accuracy": float(train.min()),
                     "reached_target": float(np.mean(train >= target)) if target <= 1 else np.nan,
@@ -65,7 +66,7 @@ def _network_rows(rec: dict) -> list[dict]:
 def _infinite_rows(rec: dict) -> list[dict]:
     spec, m = rec["spec"], rec["metrics"]
     return [
-        {"kind": "infinite", "benchmark": spec["benchmark"], "parameterization": "ntk",
+        {"kind": "infinite", "benchmark": spec["stream"]["benchmark"], "parameterization": "ntk",
          "setting": label, "setting_index": i, "width": np.inf, "seed": 0,
          **{k: m[k][i] for k in _SCALARS},
          "train_accuracy": float(np.mean(m["train_accuracy"][i])),
@@ -145,9 +146,9 @@ def _benchmark_outcome(rows: pd.DataFrame, sigmas: float) -> tuple[str, dict]:
     return outcome, evidence
 
 
-def verdict(slope_df: pd.DataFrame, config: dict) -> Verdict:
-    """C4 from the finite networks of ``config["verdict_parameterization"]``."""
-    sigmas, par = config["slope_sigmas"], config["verdict_parameterization"]
+def verdict(slope_df: pd.DataFrame, config: ContinualConfig) -> Verdict:
+    """C4 from the finite networks of ``config.verdict_parameterization``."""
+    sigmas, par = config.slope_sigmas, config.verdict_parameterization
     rule = (
         f"per benchmark ({par} parametrization, finite nets): slope of forgetting vs log2 width "
         f"fitted per seed; significant if |mean| > {sigmas:g}·SE over seeds. holds if the "
@@ -156,7 +157,7 @@ def verdict(slope_df: pd.DataFrame, config: dict) -> Verdict:
         "inconclusive if neither is. Overall: fails if any benchmark fails, holds if all hold."
     )
     if not len(slope_df):
-        return Verdict("C4", STATEMENT, "inconclusive", rule, {"reason": "no finished runs"})
+        return claims.verdict("C4", "inconclusive", rule, {"reason": "no finished runs"})
     sel = slope_df[(slope_df["kind"] == "finite") & (slope_df["parameterization"] == par)]
     outcomes, evidence = [], {}
     for _, rows in sel.groupby("benchmark", sort=False):
@@ -169,7 +170,7 @@ def verdict(slope_df: pd.DataFrame, config: dict) -> Verdict:
         decision = "holds"
     else:
         decision = "inconclusive"
-    return Verdict("C4", STATEMENT, decision, rule, evidence)
+    return claims.verdict("C4", decision, rule, evidence)
 
 
 def _pm(values: pd.Series) -> str:
@@ -177,11 +178,6 @@ def _pm(values: pd.Series) -> str:
     if len(values) > 1:
         return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
     return f"{values.mean():.3f}" if len(values) else "–"
-
-
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def width_table(df: pd.DataFrame, metric: str) -> str:
@@ -197,7 +193,7 @@ def width_table(df: pd.DataFrame, metric: str) -> str:
         cells = [_pm(g[g["width"] == w][metric]) for w in widths]
         rows.append([b, p, s, f"{train:.3f}", *cells])
     header = ["benchmark", "param.", "epochs/task", "train acc", *[f"w={int(w)}" for w in widths]]
-    return _markdown(header, rows)
+    return common.markdown_table(header, rows)
 
 
 def regime_table(df: pd.DataFrame) -> str:
@@ -214,7 +210,7 @@ def regime_table(df: pd.DataFrame) -> str:
                      _pm(g["kernel_drift"]) if kind == "finite" else "0 (fixed)"])  # fmt: skip
     header = ["benchmark", "network", "width", "training", "train acc", "forgetting F",
               "average acc A", "NTK drift/task"]  # fmt: skip
-    return _markdown(header, rows)
+    return common.markdown_table(header, rows)
 
 
 def slope_table(slope_df: pd.DataFrame) -> str:
@@ -229,22 +225,22 @@ def slope_table(slope_df: pd.DataFrame) -> str:
     ]  # fmt: skip
     header = ["benchmark", "network", "param.", "epochs/task", "slope dF/dlog2w", "seed std",
               "SE", "F narrow → wide", "train acc"]  # fmt: skip
-    return _markdown(header, rows)
+    return common.markdown_table(header, rows)
 
 
-def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: dict) -> str:
+def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: ContinualConfig) -> str:
     """A short markdown paragraph: what was run and what was seen."""
     if not len(df):
         return "No continual-learning run finished."
-    benches = ", ".join(config["benchmarks"])
+    benches = ", ".join(config.benchmarks)
     ev = v.evidence
     parts = [
         f"Sequential fine-tuning (SGD, cross-entropy, no CL method) on {benches}; widths "
-        f"{config['widths']} (MLP, depth {config['depth']}), {len(config['seeds'])} seeds vmapped, "
-        f"parametrizations {', '.join(config['parameterizations'])}. Forgetting "
+        f"{list(config.widths)} (MLP, depth {config.depth}), {len(config.seeds)} seeds vmapped, "
+        f"parametrizations {', '.join(config.parameterizations)}. Forgetting "
         "F = mean_{j<T-1}(max_{k<T-1} a[k,j] − a[T-1,j])."
     ]
-    for b in config["benchmarks"]:
+    for b in config.benchmarks:
         if f"{b}.outcome" in ev:
             parts.append(
                 f"{b}: slope of F per doubling of width {ev[f'{b}.undertrained.slope']:+.4f} "

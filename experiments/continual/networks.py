@@ -7,8 +7,11 @@ SGD on an NTK-parametrised network (layer ``h = a·W x + β·b`` with ``W, b ~ N
 ``W`` moves ``W'`` by ``η·a²·∂L/∂W'``. So every member of one compiled program trains the
 standard network; the parametrization is a per-layer learning-rate tree, vmapped with the
 seeds. The NTP network's empirical NTK is that of its own apply function at ``W = W'/a``.
+The per-layer ``(a, β)`` are :func:`ntk_limits.models.fan_in_scales` of the network.
 """
 
+import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -19,72 +22,56 @@ import optax
 
 from ntk_limits import continual, data, models
 from ntk_limits.kernels import blocked_kernel_fn, empirical_ntk_fn
+from ntk_limits_experiments import common
+from ntk_limits_experiments.continual.config import NEVER, NetworkRun, Stream
 
 __all__ = [
-    "STDS",
     "Members",
-    "architectures",
+    "both_parameterizations",
     "init_members",
-    "layer_multipliers",
     "load_stream",
     "member_learning_rates",
     "per_leaf_sgd",
+    "run_cost",
     "sequential_program",
+    "stream_heads",
     "stream_kernel",
 ]
 
-STDS = {"mlp": (math.sqrt(2.0), 0.1), "wrn": (1.0, 0.0)}  # (W_std, b_std) of models.*
 
-
-def load_stream(spec: dict) -> tuple[continual.TaskArrays, int, int]:
-    """The spec's task stream: ``(stacked tasks, head_size, out_dim)`` (numpy arrays)."""
-    split = spec["benchmark"].startswith("split")
-    options = {"task_incremental": False} if split and spec["class_incremental"] else {}
-    tasks = data.make_stream(
-        spec["benchmark"], data_dir=spec["data_dir"], seed=spec["stream_seed"],
-        n_train=spec["n_train"], n_test=spec["n_test"], **options,
-    )  # fmt: skip
-    multi_head = split and not spec["class_incremental"]
-    stream = continual.stack_tasks(tasks, multi_head=multi_head, flatten=spec["arch"] == "mlp")
-    head = tasks[0].num_classes
-    return stream, head, head * len(tasks) if multi_head else head
-
-
-def architectures(spec: dict, out_dim: int) -> dict[str, models.Architecture]:
-    """``{"standard": arch, "ntk": arch}`` of the spec's network (``arch`` mlp or wrn)."""
-    if spec["arch"] == "mlp":
-        make = lambda p: models.mlp(spec["width"], spec["depth"], out_dim, parameterization=p)
-    else:
-        make = lambda p: models.wide_resnet(
-            spec["depth"], spec["width"], out_dim, parameterization=p
-        )
-    return {p: make(p) for p in ("standard", "ntk")}
-
-
-def _is_layer(node) -> bool:
-    return (
-        isinstance(node, tuple | list) and len(node) == 2 and all(hasattr(a, "shape") for a in node)
-    )
-
-
-def layer_multipliers(params, w_std: float, b_std: float):
-    """Per-leaf ``a`` with ``standard params = a · NTK params`` for stax Dense/Conv layers.
+def load_stream(
+    stream: Stream, *, flatten: bool, data_dir: str | None
+) -> tuple[continual.TaskArrays, int, int]:
+    """The tasks of ``stream``: ``(stacked tasks, head_size, out_dim)`` (numpy arrays).
 
     Args:
-      params: stax parameters (or their shapes): nested tuples/lists with ``(W, b)`` per
-        layer, ``W`` of shape ``(..., fan_in_channels, out)`` (Dense or HWIO Conv).
-      w_std: the layers' ``W_std``.
-      b_std: the layers' ``b_std``.
-
-    Returns:
-      The same tree structure with floats ``W_std/sqrt(prod(W.shape[:-1]))`` and ``b_std``.
+      stream: which stream, subsets and seed.
+      flatten: inputs as ``(n, d)`` vectors (for MLPs) instead of images.
+      data_dir: where the paper data sets are.
     """
-    if _is_layer(params):
-        fan_in = int(np.prod(params[0].shape[:-1]))
-        return type(params)((w_std / math.sqrt(fan_in), b_std))
-    if isinstance(params, tuple | list):
-        return type(params)(layer_multipliers(p, w_std, b_std) for p in params)
-    raise TypeError(f"unexpected stax parameter node {type(params).__name__}")
+    options = {"task_incremental": False} if stream.split and stream.class_incremental else {}
+    tasks = data.make_stream(
+        stream.benchmark, data_dir=data_dir, seed=stream.seed,
+        n_train=stream.n_train, n_test=stream.n_test, **options,
+    )  # fmt: skip
+    arrays = continual.stack_tasks(tasks, multi_head=stream.multi_head, flatten=flatten)
+    head = tasks[0].num_classes
+    return arrays, head, head * len(tasks) if stream.multi_head else head
+
+
+@functools.cache
+def stream_heads(stream: Stream, data_dir: str | None) -> tuple[int, int]:
+    """``(head_size, out_dim)`` of ``stream`` (loads it once per process)."""
+    _, head, out_dim = load_stream(stream, flatten=False, data_dir=data_dir)
+    return head, out_dim
+
+
+def both_parameterizations(network: models.Network) -> dict[str, models.Architecture]:
+    """``{"standard": arch, "ntk": arch}``: ``network`` built in both parametrisations."""
+    return {
+        p: models.build(dataclasses.replace(network, parameterization=p))
+        for p in ("standard", "ntk")
+    }
 
 
 def member_learning_rates(multipliers, parameterization: str, lr: float):
@@ -102,7 +89,9 @@ class Members(NamedTuple):
         parametrization).
       lrs: per-leaf learning-rate tree, leaves ``(M,)`` float32.
       is_ntk: ``(M,)`` bool.
-      multipliers: per-leaf ``a`` of :func:`layer_multipliers`.
+      multipliers: per-leaf ``a`` of :func:`ntk_limits.models.fan_in_scales`.
+      cost: :func:`run_cost`; decides how the run's programs are compiled
+        (:func:`ntk_limits_experiments.common.compile_jit`).
     """
 
     params: Any
@@ -110,26 +99,48 @@ class Members(NamedTuple):
     lrs: Any
     is_ntk: np.ndarray
     multipliers: Any
+    cost: float
 
 
-def init_members(arch, spec: dict, input_shape: tuple) -> Members:
-    """Initialises every (parametrization, seed) member of a spec in one compiled call."""
-    pars, seeds = spec["parameterizations"], np.asarray(spec["seeds"])
+def run_cost(spec: NetworkRun, stream: continual.TaskArrays, num_params: int) -> float:
+    """Rough multiply-adds of the run's longest pass: ``3·P·M·(T·n)·max_epochs``.
 
-    @jax.jit
+    ``P = num_params`` of one network, ``M`` members, ``T·n`` training examples; a forward
+    and backward pass costs about three multiply-adds per parameter and example (kernels
+    and evaluation are left out).
+    """
+    members = len(spec.parameterizations) * len(spec.seeds)
+    epochs = max(s.max_epochs for s in spec.settings)
+    return 3.0 * num_params * members * stream.y_train.size * epochs
+
+
+def init_members(
+    arch: models.Architecture, spec: NetworkRun, stream: continual.TaskArrays
+) -> Members:
+    """Initialises every (parametrization, seed) member of a spec in one compiled call.
+
+    Args:
+      arch: the standard-parametrisation network every member trains.
+      spec: the run (parametrisations, seeds, learning rates, settings).
+      stream: the tasks (their input shape and size).
+    """
+    pars, seeds = spec.parameterizations, np.asarray(spec.seeds)
+    input_shape = (-1, *stream.x_train.shape[2:])
+    shapes = jax.eval_shape(lambda k: arch.init_fn(k, input_shape)[1], jax.random.key(0))
+    cost = run_cost(spec, stream, sum(math.prod(s.shape) for s in jax.tree.leaves(shapes)))
+
     def setup(seeds):
         keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(seeds)
-        params = jax.vmap(lambda k: arch.init_fn(k, (-1, *input_shape))[1])(keys[:, 0])
+        params = jax.vmap(lambda k: arch.init_fn(k, input_shape)[1])(keys[:, 0])
         tile = lambda a: jnp.concatenate([a] * len(pars))
         return jax.tree.map(tile, params), tile(keys[:, 1])
 
-    params, keys = setup(seeds)
-    shapes = jax.eval_shape(lambda k: arch.init_fn(k, (-1, *input_shape))[1], jax.random.key(0))
-    mult = layer_multipliers(shapes, *STDS[spec["arch"]])
-    trees = [member_learning_rates(mult, p, spec[f"lr_{p}"]) for p in pars]
+    params, keys = common.compile_jit(setup, (seeds,), cost)(seeds)
+    mult = models.fan_in_scales(shapes, arch.network.W_std, arch.network.b_std)
+    trees = [member_learning_rates(mult, p, spec.learning_rate(p)) for p in pars]
     lrs = jax.tree.map(lambda *v: np.repeat(np.asarray(v, np.float32), len(seeds)), *trees)
     is_ntk = np.repeat(np.asarray([p == "ntk" for p in pars]), len(seeds))
-    return Members(params, keys, lrs, is_ntk, mult)
+    return Members(params, keys, lrs, is_ntk, mult, cost)
 
 
 def per_leaf_sgd(learning_rates) -> optax.GradientTransformation:
@@ -154,27 +165,51 @@ def _member_kernel(archs, multipliers, is_ntk, probe):
     return lambda p: jnp.where(is_ntk, ntk_ntp(probe, None, to_ntp(p)), ntk_sp(probe, None, p))
 
 
-def sequential_program(archs, multipliers, *, head_size, batch_size, linearized):
-    """One jitted program running every (parametrization, seed) member on a stream.
+def sequential_program(
+    archs: dict[str, models.Architecture],
+    members: Members,
+    stream: continual.TaskArrays,
+    probe,
+    *,
+    head_size: int,
+    batch_size: int,
+    linearized: bool,
+):
+    """One compiled program running every (parametrization, seed) member on ``stream``.
+
+    The members (:func:`init_members`) are vmapped; the program is compiled once by
+    :func:`ntk_limits_experiments.common.compile_jit` (without LLVM's optimisation on a
+    CPU when the run's cost ``members.cost`` is small) and serves every setting.
+
+    Args:
+      archs: ``{"standard": arch, "ntk": arch}`` (:func:`both_parameterizations`).
+      members: parameters, keys, learning-rate trees and parametrisations of the members.
+      stream: the tasks.
+      probe: ``(p, ...)`` inputs on which the empirical NTK's drift is measured: that of
+        the member's own parametrization (not for linearised networks, whose kernel is
+        fixed).
+      head_size: outputs per head.
+      batch_size: minibatch size.
+      linearized: train the networks linearised at their initialisation.
 
     Returns:
-      ``program(params, keys, lrs, is_ntk, stream, probe, max_epochs, target)``, vmapped
-      over the leading axis of ``params``, ``keys``, ``lrs`` (per-leaf learning-rate trees)
-      and ``is_ntk`` (bool); returns ``(params, SequentialResult)`` with a member axis.
-      Kernel drift is the empirical NTK of the member's own parametrization on ``probe``
-      (not for linearised networks, whose kernel is fixed).
+      ``program(max_epochs, target) -> (params, SequentialResult)``, both with a leading
+      member axis.
     """
     apply_fn = archs["standard"].apply_fn
 
     def member(params, key, lrs, is_ntk, stream, probe, max_epochs, target):
-        kernel = None if linearized else _member_kernel(archs, multipliers, is_ntk, probe)
+        kernel = None if linearized else _member_kernel(archs, members.multipliers, is_ntk, probe)
         run = continual.sequential_train(
             apply_fn, per_leaf_sgd(lrs), head_size=head_size, batch_size=batch_size,
             linearized=linearized, kernel_fn=kernel,
         )  # fmt: skip
         return run(params, stream, key, max_epochs, target)
 
-    return jax.jit(jax.vmap(member, in_axes=(0, 0, 0, 0, None, None, None, None)))
+    vmapped = jax.vmap(member, in_axes=(0, 0, 0, 0, None, None, None, None))
+    args = (members.params, members.keys, members.lrs, members.is_ntk, stream, probe)
+    compiled = common.compile_jit(vmapped, (*args, 1, NEVER), members.cost)
+    return lambda max_epochs, target: compiled(*args, max_epochs, target)
 
 
 def stream_kernel(arch: models.Architecture, stream: continual.TaskArrays, block: int):

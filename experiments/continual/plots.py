@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ntk_limits_experiments import common
+
 __all__ = ["all_figures", "metric_vs_width", "regimes", "kernel_drift"]
 
 _LABELS = {
@@ -59,8 +61,7 @@ def metric_vs_width(df: pd.DataFrame, metric: str, path: Path) -> Path:
         fig.suptitle(
             "solid: average accuracy A; dotted: learning accuracy mean_j a[j,j]", fontsize=9
         )
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
 def regimes(df: pd.DataFrame, path: Path) -> Path:
@@ -85,8 +86,7 @@ def regimes(df: pd.DataFrame, path: Path) -> Path:
         ax.set(xlabel="width", ylabel=_LABELS["forgetting"], title=f"{b}: kernel regime (NTP)")
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
 def kernel_drift(df: pd.DataFrame, path: Path) -> Path:
@@ -103,15 +103,13 @@ def kernel_drift(df: pd.DataFrame, path: Path) -> Path:
         ax.set(xlabel="width", ylabel=_LABELS["kernel_drift"], title=b, yscale="log")
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    return path
+    return common.save_figure(fig, path, dpi=110)
 
 
-def all_figures(df: pd.DataFrame, config: dict, outdir: Path) -> list[Path]:
+def all_figures(df: pd.DataFrame, outdir: Path) -> list[Path]:
     """Every figure of the study that the finished runs allow, written into ``outdir``."""
     if not len(df) or not (df["kind"] == "finite").any():
         return []
-    outdir.mkdir(parents=True, exist_ok=True)
     paths = [
         metric_vs_width(df, "forgetting", outdir / "forgetting_vs_width.png"),
         metric_vs_width(df, "average_accuracy", outdir / "accuracy_vs_width.png"),

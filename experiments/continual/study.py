@@ -11,71 +11,81 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ntk_limits import continual
+from ntk_limits import continual, models
 from ntk_limits_experiments.continual import analysis, networks, plots
-from ntk_limits_experiments.continual.config import get_config, validate
+from ntk_limits_experiments.continual.config import (
+    PROFILES,
+    ContinualConfig,
+    KernelRun,
+    NetworkRun,
+    Stream,
+)
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
-__all__ = ["STUDY", "expand", "execute", "summarize"]
-
-_STREAM_KEYS = ("stream_seed", "n_train", "n_test", "class_incremental", "data_dir")
-_NEVER = 2.0  # a target accuracy above 1: train for exactly max_epochs
+__all__ = ["STUDY", "execute", "expand", "summarize"]
 
 
-def _stream_fields(config: dict, benchmark: str) -> dict:
-    wrn = benchmark in config["wrn_benchmarks"]
-    return {
-        "benchmark": benchmark,
-        "arch": "wrn" if wrn else "mlp",
-        "depth": config["wrn_depth"] if wrn else config["depth"],
-        **{k: config[k] for k in _STREAM_KEYS},
-    }
-
-
-def _network_spec(config: dict, benchmark: str, width: int, kind: str) -> dict:
-    return {
-        "kind": kind,
-        **_stream_fields(config, benchmark),
-        "width": width,
-        "parameterizations": list(
-            config["parameterizations" if kind == "finite" else "linearized_parameterizations"]
-        ),
-        "lr_standard": config["lr_standard"],
-        "lr_ntk": config["lr_ntk"],
-        "batch_size": config["batch_size"],
-        "seeds": list(config["seeds"]),
-        "settings": _settings(config),
-        "probe_size": config["probe_size"] if kind == "finite" else 0,
-    }
-
-
-def _settings(config: dict) -> list[list]:
-    """``[[max_epochs, target_accuracy], ...]``: fixed epochs, then train-until if asked."""
-    fixed = [[e, _NEVER] for e in sorted(set(config["epochs"]))]
-    return fixed + (
-        [[config["max_epochs"], config["target_accuracy"]]] if config["train_until"] else []
+def _stream(config: ContinualConfig, benchmark: str) -> Stream:
+    return Stream(
+        benchmark, config.stream_seed, config.n_train, config.n_test, config.class_incremental
     )
 
 
-def _kernel_spec(config: dict, benchmark: str) -> dict:
-    return {
-        "kind": "infinite", **_stream_fields(config, benchmark),
-        "times": list(config["kernel_times"]), "converged": config["kernel_converged"],
-        "lr": config["kernel_lr"], "diag_reg": config["kernel_diag_reg"],
-        "max_train": config["kernel_max_train"], "block": config["kernel_block"],
-    }  # fmt: skip
+def _network(config: ContinualConfig, benchmark: str, width: int, parameterization: str):
+    """The benchmark's network (MLP or WRN) at ``width``, sized for its stream's outputs."""
+    _, out_dim = networks.stream_heads(_stream(config, benchmark), config.data_dir)
+    if config.uses_wrn(benchmark):
+        return models.Network("wrn", width, config.wrn_depth, out_dim, parameterization)
+    return models.Network("mlp", width, config.depth, out_dim, parameterization)
 
 
-def expand(config: dict) -> list[dict]:
-    """One spec per benchmark × width × {finite, linearized}, plus one kernel spec per benchmark."""
+def _network_run(config: ContinualConfig, benchmark: str, width: int, kind: str) -> NetworkRun:
+    finite = kind == "finite"
+    return NetworkRun(
+        kind=kind,
+        stream=_stream(config, benchmark),
+        network=_network(config, benchmark, width, "standard"),
+        parameterizations=(
+            config.parameterizations if finite else config.linearized_parameterizations
+        ),
+        lr_standard=config.lr_standard,
+        lr_ntk=config.lr_ntk,
+        batch_size=config.batch_size,
+        seeds=config.seeds,
+        settings=config.settings,
+        probe_size=config.probe_size if finite else 0,
+        data_dir=config.data_dir,
+    )
+
+
+def _kernel_run(config: ContinualConfig, benchmark: str) -> KernelRun:
+    return KernelRun(
+        kind="infinite",
+        stream=_stream(config, benchmark),
+        network=_network(config, benchmark, 1, "ntk"),  # NTP: the kernel ignores the width
+        times=config.kernel_times,
+        converged=config.kernel_converged,
+        lr=config.kernel_lr,
+        diag_reg=config.kernel_diag_reg,
+        max_train=config.kernel_max_train,
+        block=config.kernel_block,
+        data_dir=config.data_dir,
+    )
+
+
+def expand(config: ContinualConfig) -> list[NetworkRun | KernelRun]:
+    """One run per benchmark × width × {finite, linearized}, plus one kernel run per benchmark.
+
+    Loads each benchmark's stream once (cached) to size the networks' outputs.
+    """
     specs = []
-    for b in config["benchmarks"]:
-        widths = config["wrn_multipliers"] if b in config["wrn_benchmarks"] else config["widths"]
-        lin = [w for w in config["linearized_widths"] if w in widths]
-        specs += [_network_spec(config, b, w, "finite") for w in widths]
-        specs += [_network_spec(config, b, w, "linearized") for w in lin]
-        if b not in config["wrn_benchmarks"] or config["kernel_wrn"]:
-            specs.append(_kernel_spec(config, b))
+    for b in config.benchmarks:
+        widths = config.wrn_multipliers if config.uses_wrn(b) else config.widths
+        lin = [w for w in config.linearized_widths if w in widths]
+        specs += [_network_run(config, b, w, "finite") for w in widths]
+        specs += [_network_run(config, b, w, "linearized") for w in lin]
+        if not config.uses_wrn(b) or config.kernel_wrn:
+            specs.append(_kernel_run(config, b))
     return specs
 
 
@@ -100,78 +110,90 @@ def _summaries(res: continual.SequentialResult, kernel: bool) -> dict:
     return {k: np.asarray(v).tolist() for k, v in out.items()}
 
 
-def _execute_network(spec: dict, progress) -> dict:
-    stream, head_size, out_dim = networks.load_stream(spec)
-    archs = networks.architectures(spec, out_dim)
-    m = networks.init_members(archs["standard"], spec, stream.x_train.shape[2:])
+def _load(spec: NetworkRun | KernelRun) -> tuple[continual.TaskArrays, int]:
+    """The spec's stream and head size; checks the network's outputs fit the stream."""
+    flatten = spec.network.kind == "mlp"
+    stream, head_size, out_dim = networks.load_stream(
+        spec.stream, flatten=flatten, data_dir=spec.data_dir
+    )
+    if out_dim != spec.network.out_dim:
+        raise ValueError(
+            f"stream {spec.stream.benchmark} has {out_dim} outputs, the network "
+            f"{spec.network.out_dim}; allowed: a spec from expand()"
+        )
+    return stream, head_size
+
+
+def _execute_network(spec: NetworkRun, progress) -> dict:
+    stream, head_size = _load(spec)
+    archs = networks.both_parameterizations(spec.network)
+    m = networks.init_members(archs["standard"], spec, stream)
+    probe = stream.x_test[0, : max(spec.probe_size, 1)]
     program = networks.sequential_program(
-        archs, m.multipliers, head_size=head_size, batch_size=spec["batch_size"],
-        linearized=spec["kind"] == "linearized",
+        archs, m, stream, probe, head_size=head_size, batch_size=spec.batch_size,
+        linearized=spec.kind == "linearized",
     )  # fmt: skip
-    probe = stream.x_test[0, : max(spec["probe_size"], 1)]
     per_setting = []
-    for i, (max_epochs, target) in enumerate(spec["settings"]):
-        args = (m.params, m.keys, m.lrs, m.is_ntk, stream, probe, max_epochs, target)
-        res = jax.tree.map(np.asarray, program(*args)[1])
-        _check_finite(res.loss, f"{spec['kind']} width {spec['width']} setting {i}")
+    for i, setting in enumerate(spec.settings):
+        res = jax.tree.map(np.asarray, program(setting.max_epochs, setting.target_accuracy)[1])
+        _check_finite(res.loss, f"{spec.kind} width {spec.network.width} setting {i}")
         per_setting.append(res)
-        progress(i + 1, len(spec["settings"]))
+        progress(i + 1, len(spec.settings))
     return _network_metrics(spec, per_setting, stream)
 
 
-def _network_metrics(spec, per_setting, stream) -> dict:
-    s = len(spec["seeds"])
+def _network_metrics(spec: NetworkRun, per_setting, stream) -> dict:
+    s = len(spec.seeds)
     by_par = {}
-    for j, p in enumerate(spec["parameterizations"]):
+    for j, p in enumerate(spec.parameterizations):
         part = slice(j * s, (j + 1) * s)
         rows = [jax.tree.map(lambda a, part=part: a[part], r) for r in per_setting]
-        summaries = [_summaries(r, spec["kind"] == "finite") for r in rows]
+        summaries = [_summaries(r, spec.kind == "finite") for r in rows]
         by_par[p] = {k: [d[k] for d in summaries] for k in summaries[0]}
     return {
-        "settings": [analysis.setting_label(e, t) for e, t in spec["settings"]],
+        "settings": [
+            analysis.setting_label(e.max_epochs, e.target_accuracy) for e in spec.settings
+        ],
         "parameterizations": by_par,
         "n_train_per_task": int(stream.y_train.shape[1]),
         "n_test_per_task": int(stream.y_test.shape[1]),
     }
 
 
-def _execute_infinite(spec: dict, progress) -> dict:
-    stream, head_size, out_dim = networks.load_stream(spec)
-    if spec["max_train"] is not None:
-        k = spec["max_train"]
+def _execute_infinite(spec: KernelRun, progress) -> dict:
+    stream, head_size = _load(spec)
+    if spec.max_train is not None:
+        k = spec.max_train
         stream = stream._replace(x_train=stream.x_train[:, :k], y_train=stream.y_train[:, :k])
-    width = 1  # the NTP infinite-width kernel does not depend on the width
-    arch = networks.architectures({**spec, "width": width}, out_dim)["ntk"]
-    k_all = networks.stream_kernel(arch, stream, block=spec["block"])
+    k_all = networks.stream_kernel(models.build(spec.network), stream, block=spec.block)
     progress(1, 2)
-    times = [*spec["times"], *([np.inf] if spec["converged"] else [])]
     regression = functools.partial(
-        continual.sequential_kernel_regression, head_size=head_size, out_dim=out_dim,
-        learning_rate=spec["lr"], diag_reg=spec["diag_reg"],
+        continual.sequential_kernel_regression, head_size=head_size,
+        out_dim=spec.network.out_dim, learning_rate=spec.lr, diag_reg=spec.diag_reg,
     )  # fmt: skip
-    _, res = jax.jit(regression)(k_all, stream, np.asarray(times, np.float32))
+    _, res = jax.jit(regression)(k_all, stream, np.asarray(spec.all_times, np.float32))
     res = jax.tree.map(np.asarray, res)
     _check_finite(res.loss, "infinite-width kernel regression")
     progress(2, 2)
     out = _summaries(res._replace(epochs=np.zeros_like(res.epochs)), kernel=False)
     out.pop("epochs")
-    labels = [analysis.time_label(t) for t in times]
-    return {"times": spec["times"], "labels": labels, **out,
+    labels = [analysis.time_label(t) for t in spec.all_times]
+    return {"times": list(spec.times), "labels": labels, **out,
             "n_train_per_task": int(stream.y_train.shape[1])}  # fmt: skip
 
 
-def execute(spec: dict, progress) -> dict:
+def execute(spec: NetworkRun | KernelRun, progress) -> dict:
     """Runs one spec (see :func:`expand`); returns JSON-serialisable metrics."""
-    if spec["kind"] == "infinite":
+    if isinstance(spec, KernelRun):
         return _execute_infinite(spec, progress)
     return _execute_network(spec, progress)
 
 
-def summarize(config: dict, records: list[dict], outdir) -> Summary:
+def summarize(config: ContinualConfig, records: list[dict], outdir) -> Summary:
     """Figures, tables, the C4 verdict and a paragraph, from every finished run."""
     outdir = Path(outdir)
     frame = analysis.frame(records)
-    figures = plots.all_figures(frame, config, outdir)
+    figures = plots.all_figures(frame, outdir)
     slopes = analysis.slopes(frame)
     verdict = analysis.verdict(slopes, config)
     tables = {
@@ -185,9 +207,7 @@ def summarize(config: dict, records: list[dict], outdir) -> Summary:
 
 STUDY = Study(
     name="continual",
-    claims=("C4",),
-    get_config=get_config,
-    validate=validate,
+    profiles=PROFILES,
     expand=expand,
     execute=execute,
     summarize=summarize,
