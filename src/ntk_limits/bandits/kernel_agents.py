@@ -23,8 +23,8 @@ from ntk_limits.bandits.exploration import (
     Exploration,
     check_exploration,
     exploration_scale,
+    is_mode,
     may_tune,
-    mode_code,
     score_arms,
 )
 from ntk_limits.bandits.loop import Agent
@@ -101,7 +101,7 @@ def kernel_agent(
     _check(horizon, exploration, prior_precision)
     grid = ridge_grid() if log_ridge_grid is None else jnp.asarray(log_ridge_grid)
     tuning = may_tune(exploration)
-    is_evidence = mode_code(exploration) == 2
+    is_evidence = is_mode(exploration, "evidence")
 
     def init(key, contexts):
         dtype = contexts.dtype

@@ -37,8 +37,8 @@ from ntk_limits.bandits.exploration import (
     Exploration,
     check_exploration,
     exploration_scale,
+    is_mode,
     may_tune,
-    mode_code,
     score_arms,
 )
 from ntk_limits.bandits.kernel_agents import ridge_grid
@@ -149,7 +149,7 @@ def neural_agent(
     ntk = empirical_ntk_fn(arch.apply_fn, algorithm=ntk_algorithm)
     kern = lambda a, b, p: c * ntk(a, b, p)
     tuning = may_tune(exploration)
-    is_evidence = mode_code(exploration) == 2
+    is_evidence = is_mode(exploration, "evidence")
     name = name or f"neural-{posterior}"
 
     def init(key, contexts):
