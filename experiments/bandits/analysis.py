@@ -6,6 +6,7 @@ names.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -148,12 +149,11 @@ def _theories(config: BanditsConfig, base: dict, ds: str, method: str) -> dict:
     Ordered (ties go to the first): the config's λ, then ``theory_prior_precisions``.
     """
     lams = (None, *config.theory_prior_precisions)
+    theory = Agent("neural", method)  # at the config's λ; the others differ in λ only
     found = {
         a: m
         for (d, a), m in base.items()
-        if d == ds
-        and (a.family, a.posterior, a.exploration, a.method) == ("neural", "full", "theory", method)
-        and a.prior_precision in lams
+        if d == ds and a.prior_precision in lams and replace(a, prior_precision=None) == theory
     }
     return dict(sorted(found.items(), key=lambda am: lams.index(am[0].prior_precision)))
 
@@ -166,13 +166,13 @@ def _alternatives(config: BanditsConfig, base: dict, ds: str, method: str) -> di
     """
 
     def rank(a: Agent) -> int | None:
-        if a.family != "neural" or a.posterior != "full" or a.prior_precision is not None:
+        if (a.family, a.posterior, a.prior_precision) != ("neural", "full", None):
             return None
-        if a.exploration == "fixed" and a.gamma in config.fixed_gammas:
-            return config.fixed_gammas.index(a.gamma) if a.is_greedy or a.method == method else None
-        return (
-            len(config.fixed_gammas) if (a.exploration, a.method) == ("evidence", method) else None
-        )
+        if a.exploration == "fixed" and (a.is_greedy or a.method == method):
+            return config.fixed_gammas.index(a.gamma) if a.gamma in config.fixed_gammas else None
+        if a.exploration == "evidence" and a.method == method:
+            return len(config.fixed_gammas)
+        return None
 
     found = {a: m for (d, a), m in base.items() if d == ds and rank(a) is not None}
     return dict(sorted(found.items(), key=lambda am: rank(am[0])))

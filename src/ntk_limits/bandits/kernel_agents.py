@@ -89,7 +89,8 @@ def kernel_agent(
       exploration: UCB or Thompson sampling, and how ``γ`` is set (theory / fixed /
         evidence, see :mod:`~ntk_limits.bandits.exploration`). ``"theory"`` and
         ``"fixed"`` use ``σ² = 1`` (``ρ = λ``); ``"evidence"`` re-tunes ``λ, ρ`` every
-        ``tune_every`` observations and uses ``γ = 1``. Fields may be traced.
+        ``tune_every`` observations and uses ``γ = 1``. Fields may be traced
+        (:meth:`~ntk_limits.bandits.Exploration.as_arrays`).
       prior_precision: ``λ`` (initial value under ``"evidence"``).
       tune_every: observations between evidence re-tunings.
       log_ridge_grid: ``(G,)`` candidate ``log ρ`` (default :func:`ridge_grid`).
