@@ -1,15 +1,22 @@
-"""Aggregation, tables and the C3 verdict of the bandit study (pure numpy on records)."""
+"""Aggregation, tables and the C3 verdict of the bandit study (pure numpy on records).
+
+Records are grouped by the typed values of their spec, ``(data set, Agent, Network)``
+(:meth:`Run.from_json`); agents are selected by their fields and shown by their derived
+names.
+"""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from ntk_limits import bandits
-from ntk_limits_experiments.bandits.config import sweep_widths
+from ntk_limits_experiments import claims, common
+from ntk_limits_experiments.bandits.config import Agent, BanditsConfig, Run
 from ntk_limits_experiments.study import Verdict
 
 __all__ = [
-    "CLAIM",
+    "agent_order",
     "base_bonus",
     "base_curves",
     "final_table",
@@ -21,78 +28,83 @@ __all__ = [
     "verdict_table",
 ]
 
-CLAIM = (
-    "NTK-theory exploration (γ_t) over-explores; tuned or evidence-maximised exploration "
-    "does better"
-)
+_FAMILIES = ("neural", "ntkgp", "linucb", "random")
 
 
-def neural_name(method: str, exploration: str, gamma: float = 1.0, lam: float | None = None) -> str:
-    """``neuralucb-theory``, ``neuralts-fixed-0.1``, ``greedy`` (fixed γ = 0), ...
+def agent_order(agent: Agent) -> tuple:
+    """Sort key of tables and legends: neural, NTK-GP, LinUCB, random, then by fields.
 
-    ``lam`` marks a theory agent run at a prior precision other than the config's
-    (``neuralucb-theory-lam1``).
+    Within a family: full before diagonal posterior, UCB before TS, exploration (theory,
+    fixed, evidence), γ, λ (the config's first).
     """
-    if exploration == "fixed" and gamma == 0.0:
-        return "greedy"
-    suffix = f"-{gamma:g}" if exploration == "fixed" else ""
-    suffix += f"-lam{lam:g}" if lam is not None else ""
-    return f"neural{method}-{exploration}{suffix}"
+    return (
+        _FAMILIES.index(agent.family), agent.posterior != "full", agent.method != "ucb",
+        bandits.EXPLORATIONS.index(agent.exploration), agent.gamma, agent.prior_precision or 0.0,
+    )  # fmt: skip
 
 
-def group_records(config: dict, records: list[dict]) -> dict:
-    """``{(dataset, agent, width, parameterization): metrics}`` of the finished runs."""
+def group_records(records: list[dict]) -> dict:
+    """``{(dataset, Agent, Network | None): metrics}`` of the finished runs."""
     groups = {}
     for r in records:
         if r["status"] == "ok":
-            s = r["spec"]
-            groups[(s["dataset"], s["agent"], s["width"], s["parameterization"])] = r["metrics"]
+            run = Run.from_json(r["spec"])
+            groups[(run.dataset, run.agent, run.network)] = r["metrics"]
     return groups
 
 
-def _is_base(config: dict, agent: str, width, par) -> bool:
-    if width is None:
-        return True
-    par_ok = par == config["base_parameterization"] or agent.startswith("ntkgp")
-    return width == config["width"] and par_ok
-
-
-def _base(config: dict, groups: dict) -> dict:
+def _base(config: BanditsConfig, groups: dict) -> dict:
+    """``{(dataset, Agent): metrics}`` of the runs at each agent's base network."""
     return {
         (ds, agent): m
-        for (ds, agent, w, p), m in groups.items()
-        if ds in config["datasets"] and _is_base(config, agent, w, p)
+        for (ds, agent, network), m in groups.items()
+        if ds in config.datasets and network == config.network_of(agent)
     }
 
 
-def base_curves(config: dict, groups: dict) -> dict:
-    """``{(dataset, agent): (rounds, cum_regret (S, R))}`` at the base width."""
-    return {
-        k: (np.asarray(m["curve_rounds"]), np.asarray(m["regret_curve"]))
-        for k, m in _base(config, groups).items()
-    }
+def _sorted(items: dict) -> dict:
+    return dict(sorted(items.items(), key=lambda kv: (kv[0][0], agent_order(kv[0][1]))))
 
 
-def base_bonus(config: dict, groups: dict) -> dict:
-    """``{(dataset, agent): (rounds, γσ (S, R))}`` of the UCB agents with a posterior."""
-    return {
-        k: (np.asarray(m["curve_rounds"]), np.asarray(m["bonus_curve"]))
-        for k, m in _base(config, groups).items()
-        if ("ucb" in k[1] and "random" not in k[1]) or k[1] == "linucb"
-    }
+def base_curves(config: BanditsConfig, groups: dict) -> dict:
+    """``{(dataset, Agent): (rounds (R,), cum_regret (S, R))}`` at the base width."""
+    return _sorted(
+        {
+            k: (np.asarray(m["curve_rounds"]), np.asarray(m["regret_curve"]))
+            for k, m in _base(config, groups).items()
+        }
+    )
 
 
-def sweep_finals(config: dict, groups: dict) -> dict:
-    """``{(dataset, agent, par): (widths (W,), final (S, W))}`` of the width sweep."""
+def base_bonus(config: BanditsConfig, groups: dict) -> dict:
+    """``{(dataset, Agent): (rounds (R,), γσ (S, R))}`` of the UCB agents with a posterior."""
+    return _sorted(
+        {
+            (ds, a): (np.asarray(m["curve_rounds"]), np.asarray(m["bonus_curve"]))
+            for (ds, a), m in _base(config, groups).items()
+            if a.method == "ucb" and a.family != "random" and not a.is_greedy
+        }
+    )
+
+
+_SWEPT = tuple(Agent("neural", "ucb", exploration=e) for e in ("theory", "evidence"))
+
+
+def sweep_finals(config: BanditsConfig, groups: dict) -> dict:
+    """``{(dataset, Agent, parameterization): (widths (W,), final (S, W))}`` of the sweep."""
     out = {}
-    agents = ("neuralucb-theory", "neuralucb-evidence")
-    for ds in config["sweep_datasets"]:
-        for agent in agents:
-            for par, ws in sweep_widths(config).items():
-                widths = [w for w in ws if (ds, agent, w, par) in groups]
-                if widths:
-                    rows = [groups[(ds, agent, w, par)]["final_regret"] for w in widths]
-                    out[(ds, agent, par)] = (np.asarray(widths), np.asarray(rows).T)
+    for ds in config.sweep_datasets:
+        for agent in _SWEPT:
+            for par in ("ntk", "standard"):
+                networks = [
+                    n
+                    for n in config.sweep_networks
+                    if n.parameterization == par and (ds, agent, n) in groups
+                ]
+                if networks:
+                    rows = [groups[(ds, agent, n)]["final_regret"] for n in networks]
+                    widths = np.asarray([n.width for n in networks])
+                    out[(ds, agent, par)] = (widths, np.asarray(rows).T)
     return out
 
 
@@ -107,46 +119,68 @@ def _fmt(values) -> str:
     return f"{mean:.1f} ± {se:.1f}"
 
 
-def final_table(config: dict, groups: dict) -> str:
+def final_table(config: BanditsConfig, groups: dict) -> str:
     """Markdown: final cumulative regret (mean ± SE over seeds) per agent and data set."""
     base = _base(config, groups)
-    agents = sorted({a for _, a in base}, key=lambda a: (not a.startswith("neural"), a))
-    lines = ["| agent | " + " | ".join(config["datasets"]) + " |"]
-    lines.append("|---" * (len(config["datasets"]) + 1) + "|")
-    for a in agents:
-        cells = [
-            _fmt(base[(d, a)]["final_regret"]) if (d, a) in base else "—"
-            for d in config["datasets"]
-        ]
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    agents = sorted({a for _, a in base}, key=agent_order)
+    rows = [
+        [a.name]
+        + [_fmt(base[(d, a)]["final_regret"]) if (d, a) in base else "—" for d in config.datasets]
+        for a in agents
+    ]
+    return common.markdown_table(["agent", *config.datasets], rows)
 
 
-def sweep_table(config: dict, sweep: dict) -> str:
+def sweep_table(config: BanditsConfig, sweep: dict) -> str:
     """Markdown: final regret vs width per data set, agent and parametrisation."""
-    widths = sorted(set(config["widths"]) | set(config["standard_widths"]))
-    lines = ["| data set | agent | param | " + " | ".join(f"w={w}" for w in widths) + " |"]
-    lines.append("|---" * (len(widths) + 3) + "|")
-    for (ds, agent, par), (ws, rows) in sorted(sweep.items()):
-        cells = {int(w): _fmt(rows[:, i]) for i, w in enumerate(ws)}
-        row = " | ".join(cells.get(w, "—") for w in widths)
-        lines.append(f"| {ds} | {agent} | {par} | {row} |")
-    return "\n".join(lines)
+    widths = sorted(set(config.widths) | set(config.standard_widths))
+    rows = []
+    for (ds, agent, par), (ws, finals) in sorted(
+        sweep.items(), key=lambda kv: (kv[0][0], agent_order(kv[0][1]), kv[0][2])
+    ):
+        cells = {int(w): _fmt(finals[:, i]) for i, w in enumerate(ws)}
+        rows.append([ds, agent.name, par] + [cells.get(w, "—") for w in widths])
+    return common.markdown_table(["data set", "agent", "param"] + [f"w={w}" for w in widths], rows)
 
 
-def _alternatives(config: dict, method: str) -> list[str]:
-    gammas = [g for g in config["fixed_gammas"] if g == 0.0 or method in config["fixed_methods"]]
-    return [neural_name(method, "fixed", g) for g in gammas] + [neural_name(method, "evidence")]
+def _theories(config: BanditsConfig, base: dict, ds: str, method: str) -> dict:
+    """The full-posterior theory-γ_t agents of ``method`` on ``ds``.
+
+    Ordered (ties go to the first): the config's λ, then ``theory_prior_precisions``.
+    """
+    lams = (None, *config.theory_prior_precisions)
+    theory = Agent("neural", method)  # at the config's λ; the others differ in λ only
+    found = {
+        a: m
+        for (d, a), m in base.items()
+        if d == ds and a.prior_precision in lams and replace(a, prior_precision=None) == theory
+    }
+    return dict(sorted(found.items(), key=lambda am: lams.index(am[0].prior_precision)))
 
 
-def _theories(config: dict, method: str) -> list[str]:
-    extra = [neural_name(method, "theory", lam=lam) for lam in config["theory_prior_precisions"]]
-    return [neural_name(method, "theory")] + extra
+def _alternatives(config: BanditsConfig, base: dict, ds: str, method: str) -> dict:
+    """The alternatives to theory γ_t: full-posterior agents of ``method`` on ``ds``.
+
+    Ordered (ties go to the first): each fixed γ of ``fixed_gammas`` in config order (the
+    greedy agent, γ = 0, serves both methods), then evidence tuning.
+    """
+
+    def rank(a: Agent) -> int | None:
+        if (a.family, a.posterior, a.prior_precision) != ("neural", "full", None):
+            return None
+        if a.exploration == "fixed" and (a.is_greedy or a.method == method):
+            return config.fixed_gammas.index(a.gamma) if a.gamma in config.fixed_gammas else None
+        if a.exploration == "evidence" and a.method == method:
+            return len(config.fixed_gammas)
+        return None
+
+    found = {a: m for (d, a), m in base.items() if d == ds and rank(a) is not None}
+    return dict(sorted(found.items(), key=lambda am: rank(am[0])))
 
 
-def _case(config: dict, base: dict, ds: str, method: str) -> dict | None:
-    theories = {a: base[(ds, a)] for a in _theories(config, method) if (ds, a) in base}
-    alts = {a: base[(ds, a)] for a in _alternatives(config, method) if (ds, a) in base}
+def _case(config: BanditsConfig, base: dict, ds: str, method: str) -> dict | None:
+    theories = _theories(config, base, ds, method)
+    alts = _alternatives(config, base, ds, method)
     if not theories or not alts:
         return None
     best_theory = min(theories, key=lambda a: _stats(theories[a]["final_regret"])[0])
@@ -155,12 +189,12 @@ def _case(config: dict, base: dict, ds: str, method: str) -> dict | None:
     best = min(alts, key=lambda a: _stats(alts[a]["final_regret"])[0])
     b_mean, b_se = _stats(alts[best]["final_regret"])
     gap = (t_mean - b_mean) / max(math.hypot(t_se, b_se), 1e-12)
-    ev = alts.get(f"neural{method}-evidence")
+    ev = alts.get(Agent("neural", method, exploration="evidence"))
     ev_mean = _stats(ev["final_regret"])[0] if ev else float("nan")
     return {
-        "dataset": ds, "method": method, "theory_agent": best_theory, "theory": t_mean,
+        "dataset": ds, "method": method, "theory_agent": best_theory.name, "theory": t_mean,
         "theory_se": t_se,
-        "best": best, "best_mean": b_mean, "best_se": b_se,
+        "best": best.name, "best_mean": b_mean, "best_se": b_se,
         "ratio": t_mean / max(b_mean, 1e-12), "gap_sigmas": gap,
         "evidence_ratio": t_mean / max(ev_mean, 1e-12),
         "theory_gamma_final": _stats(theory["gamma_final"])[0],
@@ -168,33 +202,30 @@ def _case(config: dict, base: dict, ds: str, method: str) -> dict | None:
     }  # fmt: skip
 
 
-def verdict_c3(config: dict, groups: dict) -> tuple[Verdict, list[dict]]:
+def verdict_c3(config: BanditsConfig, groups: dict) -> tuple[Verdict, list[dict]]:
     """C3 from the base-width runs: theory γ_t against the best alternative per data set."""
     base = _base(config, groups)
     cases = [
-        c
-        for ds in config["datasets"]
-        for m in config["methods"]
-        if (c := _case(config, base, ds, m))
+        c for ds in config.datasets for m in config.methods if (c := _case(config, base, ds, m))
     ]
-    thr, sig = config["ratio_threshold"], config["sigmas"]
+    thr, sig = config.ratio_threshold, config.sigmas
     rule = (
-        f"per data set and method (width {config['width']}, {config['base_parameterization']}): "
+        f"per data set and method (width {config.width}, {config.base_parameterization}): "
         f"ratio = mean final regret of the best theory-γ_t agent (λ ∈ "
-        f"{[config['prior_precision'], *config['theory_prior_precisions']]}) / of the best "
+        f"{[config.prior_precision, *config.theory_prior_precisions]}) / of the best "
         f"alternative (fixed γ ∈ "
-        f"{config['fixed_gammas']}, γ=0 greedy, or evidence-tuned); holds if every ratio ≥ "
+        f"{list(config.fixed_gammas)}, γ=0 greedy, or evidence-tuned); holds if every ratio ≥ "
         f"{thr} and the gap exceeds {sig} combined seed SEs; fails if any ratio ≤ 1; "
         "inconclusive otherwise"
     )
     if not cases:
-        return Verdict("C3", CLAIM, "not run", rule, {}), []
+        return claims.verdict("C3", "not run", rule, {}), []
     if all(c["ratio"] >= thr and c["gap_sigmas"] > sig for c in cases):
-        verdict = "holds"
+        decision = "holds"
     elif any(c["ratio"] <= 1.0 for c in cases):
-        verdict = "fails"
+        decision = "fails"
     else:
-        verdict = "inconclusive"
+        decision = "inconclusive"
     evidence = {
         f"{c['dataset']}/{c['method']}": {
             k: (round(v, 4) if isinstance(v, float) else v)
@@ -203,50 +234,57 @@ def verdict_c3(config: dict, groups: dict) -> tuple[Verdict, list[dict]]:
         }
         for c in cases
     }
-    return Verdict("C3", CLAIM, verdict, rule, evidence), cases
+    return claims.verdict("C3", decision, rule, evidence), cases
 
 
 def verdict_table(cases: list[dict]) -> str:
     """Markdown: the numbers the C3 rule is applied to."""
-    lines = [
-        "| data set | method | best theory agent | its regret | γ_T | best alternative "
-        "| its regret | ratio | gap (SE) | theory / evidence |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "data set", "method", "best theory agent", "its regret", "γ_T", "best alternative",
+        "its regret", "ratio", "gap (SE)", "theory / evidence",
+    ]  # fmt: skip
+    rows = [
+        [
+            c["dataset"],
+            c["method"],
+            c["theory_agent"],
+            f"{c['theory']:.1f} ± {c['theory_se']:.1f}",
+            f"{c['theory_gamma_final']:.2f}",
+            c["best"],
+            f"{c['best_mean']:.1f} ± {c['best_se']:.1f}",
+            f"{c['ratio']:.2f}",
+            f"{c['gap_sigmas']:.1f}",
+            f"{c['evidence_ratio']:.2f}",
+        ]  # fmt: skip
+        for c in cases
     ]
-    for c in cases:
-        lines.append(
-            f"| {c['dataset']} | {c['method']} | {c['theory_agent']} | {c['theory']:.1f} ± "
-            f"{c['theory_se']:.1f} | "
-            f"{c['theory_gamma_final']:.2f} | {c['best']} | {c['best_mean']:.1f} ± "
-            f"{c['best_se']:.1f} | {c['ratio']:.2f} | {c['gap_sigmas']:.1f} | "
-            f"{c['evidence_ratio']:.2f} |"
-        )
-    return "\n".join(lines)
+    return common.markdown_table(header, rows)
 
 
-def _zhou(config: dict, gamma_final: float, lam: float) -> float:
+def _zhou(config: BanditsConfig, gamma_final: float, lam: float) -> float:
     """Zhou et al.'s full γ_T at the base width from the theory agent's final log det."""
-    nu = config["nu"]
-    ratio = ((gamma_final - math.sqrt(lam) * config["norm_bound"]) / nu) ** 2
-    ratio += 2.0 * math.log(config["delta"])
-    e = bandits.Exploration("theory", nu=nu, delta=config["delta"], norm_bound=config["norm_bound"])
+    nu = config.nu
+    ratio = ((gamma_final - math.sqrt(lam) * config.norm_bound) / nu) ** 2
+    ratio += 2.0 * math.log(config.delta)
+    e = bandits.Exploration("theory", nu=nu, delta=config.delta, norm_bound=config.norm_bound)
     # Training term taken as converged (η m λ = 1): the approximation terms remain.
     return bandits.zhou_gamma(
-        float(config["rounds"]), ratio, width=config["width"], depth=2, prior_precision=lam,
-        learning_rate=1.0 / (config["width"] * lam), steps=config["train_steps"], exploration=e,
+        float(config.rounds), ratio, width=config.width, depth=2, prior_precision=lam,
+        learning_rate=1.0 / (config.width * lam), steps=config.train_steps, exploration=e,
     )  # fmt: skip
 
 
-def summary_text(config: dict, groups: dict, cases: list[dict], records: list[dict]) -> str:
+def summary_text(config: BanditsConfig, cases: list[dict], records: list[dict]) -> str:
     """A short markdown paragraph: what ran, what was seen, how long it took."""
     seconds = sum(sum(r["metrics"].get("seconds", [])) for r in records if r["status"] == "ok")
-    failed = [r["spec"]["agent"] for r in records if r["status"] != "ok"]
+    failed = [Run.from_json(r["spec"]).agent.name for r in records if r["status"] != "ok"]
     parts = [
-        f"{len(config['datasets'])} data sets × {len(config['seeds'])} seeds, T = "
-        f"{config['rounds']} rounds, width {config['width']} "
-        f"({config['base_parameterization']}), λ = {config['prior_precision']}, ν = "
-        f"{config['nu']}, δ = {config['delta']}, S = {config['norm_bound']}; width sweep "
-        f"NTP {config['widths']}, SP {config['standard_widths']} on {config['sweep_datasets']}. "
+        f"{len(config.datasets)} data sets × {len(config.seeds)} seeds, T = "
+        f"{config.rounds} rounds, width {config.width} "
+        f"({config.base_parameterization}), λ = {config.prior_precision}, ν = "
+        f"{config.nu}, δ = {config.delta}, S = {config.norm_bound}; width sweep "
+        f"NTP {list(config.widths)}, SP {list(config.standard_widths)} on "
+        f"{list(config.sweep_datasets)}. "
         f"Agent time {seconds:.0f} s (first call of each program includes compilation)."
     ]
     for c in cases:

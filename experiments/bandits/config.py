@@ -7,8 +7,9 @@ from kernel-regime theory explores far too much; a tuned constant, or the prior 
 noise chosen online by the marginal likelihood, does better, in SP and NTP alike (C3).
 
 What is run: UCI classification sets as K-armed contextual bandits (disjoint encoding,
-unit-norm features, reward 1 for the true class, round order shuffled by seed). Agents:
-uniform random; LinUCB (OFUL γ_t); the exact infinite-width NTK-GP of the same network
+unit-norm features, reward 1 for the true class, round order shuffled by seed). Agents
+(each an :class:`Agent` value; its name, e.g. ``neuralucb-fixed-0.1``, is derived from
+it): uniform random; LinUCB (OFUL γ_t); the exact infinite-width NTK-GP of the same network
 (UCB with theory γ_t, UCB and TS with evidence-tuned prior/noise); NeuralUCB and NeuralTS
 with the full function-space LLA posterior (incremental Cholesky, refactored after every
 retraining) and γ from (i) theory ``γ_t = ν√(log det(I + K/λ) − 2 log δ) + √λ S``,
@@ -25,9 +26,10 @@ this CPU, vmapping seeds triples XLA compile time, which is most of the budget.
 
 Commands and expectations (2-core CPU unless stated)::
 
-    ntk-limits run bandits --profile smoke      # ~30-60 s (mostly compilation)
+    ntk-limits run bandits --profile smoke      # ~10 s: 12 runs, compiled unoptimised
     ntk-limits run bandits --profile embedded   # ~2.5 min: 162 s CPU, 37 runs
     ntk-limits run bandits --profile paper      # GPU; needs --data-dir with uci/*.csv
+    ntk-limits run bandits --set width=64 --set fixed_gammas=0,0.05   # any field
 
 Embedded: iris and wine, T = 300 rounds (~2 shuffled passes), 3 seeds, width 100 (the
 reference default) in NTP for every agent (the diagonal reference-code baseline on wine
@@ -48,160 +50,303 @@ Paper: covertype, magic, shuttle, mushroom, adult, letter (UCI csv files under
 1000 rounds then every 100 (the reference protocol); needs a GPU (O(T³) refactorisations).
 """
 
-import math
+import dataclasses
+from typing import Literal
 
-__all__ = ["PROFILES", "get_config", "sweep_widths", "validate"]
+from ntk_limits import bandits, models
+from ntk_limits.data import BANDITS
+from ntk_limits_experiments.config import PROFILES as PROFILE_NAMES
+from ntk_limits_experiments.config import Config, field, profiles
 
-PROFILES = ("smoke", "embedded", "paper")
-PARAMETERIZATIONS = ("ntk", "standard")
-BASELINES = (
-    "random",
-    "linucb",
-    "ntkgp-ucb-theory",
-    "ntkgp-ucb-evidence",
-    "ntkgp-ts-evidence",
-    "neuralucb-diag-theory",
-)
-NEURAL = ("theory", "evidence")  # explorations of NeuralUCB / NeuralTS besides fixed γ
+__all__ = [
+    "BASELINES",
+    "PROFILES",
+    "Agent",
+    "BanditsConfig",
+    "Run",
+    "Theory",
+    "Training",
+    "Tuning",
+]
 
-_BASE = {
-    "datasets": ["iris", "wine"],
-    "rounds": 300,
-    "seeds": [0, 1, 2],
-    "width": 100,  # base width: every agent runs here, in base_parameterization
-    "base_parameterization": "ntk",
-    "methods": ["ucb", "ts"],  # NeuralUCB, NeuralTS
-    "fixed_gammas": [0.0, 0.1, 1.0],  # γ = 0 is the greedy network
-    "fixed_methods": ["ucb"],  # methods that also run every fixed γ (greedy runs once)
-    "baselines": list(BASELINES),
-    "diag_datasets": ["wine"],  # where the diagonal (reference-code) baseline runs
-    "sweep_datasets": ["wine"],
-    "widths": [32, 100, 256],  # NTK-parametrisation sweep
-    "standard_widths": [100, 256],  # standard-parametrisation sweep
-    "prior_precision": 0.01,  # λ of theory/fixed agents (and start of evidence tuning)
-    "theory_prior_precisions": [1.0],  # theory agents also run at these λ (C3 takes the best)
-    "nu": 1.0,  # ν: sub-Gaussian scale of rewards in [0, 1]
-    "delta": 0.1,
-    "norm_bound": 1.0,  # S
-    "train_first": 25,
-    "train_every": 25,
-    "train_steps": 30,
-    "learning_rate": 1.0,  # relative to the curvature bound (safe in (0, 2))
-    "momentum": 0.9,
-    "tune_every": 50,
-    "ridge_low": 1e-4,
-    "ridge_high": 1e2,
-    "ridge_num": 25,
-    "curve_points": 100,  # cumulative regret stored at this many rounds
-    "ratio_threshold": 1.25,  # C3: theory / best alternative must exceed this ...
-    "sigmas": 2.0,  # ... and the gap must exceed this many combined seed SEs
-    "data_dir": None,
+Dataset = Literal[BANDITS]  # the names of ntk_limits.data.BANDITS
+Method = Literal["ucb", "ts"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent(Config):
+    """One bandit agent as data: tables and plots group by its fields, never by its name.
+
+    Attributes:
+      family: ``"random"``, ``"linucb"``, ``"ntkgp"`` (the infinite-width NTK-GP of the
+        run's network) or ``"neural"`` (NeuralUCB / NeuralTS).
+      method: ``"ucb"`` (argmax of mean + γσ) or ``"ts"`` (Thompson sampling).
+      posterior: ``"full"`` (function-space LLA) or ``"diag"`` (the reference code's
+        diagonal); neural agents only.
+      exploration: how γ is set: ``"theory"`` (γ_t), ``"fixed"`` (``gamma``) or
+        ``"evidence"`` (γ = 1, λ and σ² by marginal likelihood).
+      gamma: the constant γ of ``"fixed"`` (0 is the greedy network); 1 otherwise.
+      prior_precision: λ of this agent; ``None`` takes the run's λ (the config's
+        ``prior_precision``). Set for the theory agents run at other λ; the name shows it.
+    """
+
+    family: Literal["random", "linucb", "ntkgp", "neural"]
+    method: Method = "ucb"
+    posterior: Literal["full", "diag"] = "full"
+    exploration: Literal[bandits.EXPLORATIONS] = "theory"
+    gamma: float = field(1.0, ge=0)
+    prior_precision: float | None = field(None, gt=0)
+
+    def check(self) -> None:
+        """Rules between fields (one-line errors)."""
+        if self.exploration != "fixed" and self.gamma != 1.0:
+            raise ValueError(f"gamma {self.gamma} with {self.exploration}; allowed: 1 unless fixed")
+        plain = self.method == "ucb" and self.exploration == "theory"
+        if self.family in ("random", "linucb") and not plain:
+            raise ValueError(
+                f"{self.family} with {self.method}, {self.exploration}; allowed: ucb, theory"
+            )
+        if self.posterior == "diag" and (self.family != "neural" or self.exploration == "evidence"):
+            raise ValueError("posterior diag; allowed: neural agents without evidence tuning")
+
+    @property
+    def is_greedy(self) -> bool:
+        """A neural agent with fixed γ = 0: the network alone (the same for UCB and TS)."""
+        return self.family == "neural" and self.exploration == "fixed" and self.gamma == 0.0
+
+    @property
+    def name(self) -> str:
+        """The display name, derived from the fields (never parsed back).
+
+        ``random``, ``linucb``, ``ntkgp-ucb-evidence``, ``neuralucb-theory``,
+        ``neuralucb-diag-theory``, ``neuralts-theory-lam1`` (own λ), ``neuralucb-fixed-0.1``,
+        ``greedy`` (:attr:`is_greedy`).
+        """
+        if self.family in ("random", "linucb"):
+            return self.family
+        if self.is_greedy:
+            return "greedy"
+        if self.family == "ntkgp":
+            name = f"ntkgp-{self.method}-{self.exploration}"
+        else:
+            diag = "-diag" if self.posterior == "diag" else ""
+            name = f"neural{self.method}{diag}-{self.exploration}"
+        name += f"-{self.gamma:g}" if self.exploration == "fixed" else ""
+        lam = self.prior_precision
+        return name + (f"-lam{lam:g}" if lam is not None else "")
+
+
+BASELINES = {  # the baseline agents a config may list, by their derived names
+    a.name: a
+    for a in (
+        Agent("random"),
+        Agent("linucb"),
+        Agent("ntkgp", exploration="theory"),
+        Agent("ntkgp", exploration="evidence"),
+        Agent("ntkgp", method="ts", exploration="evidence"),
+        Agent("neural", posterior="diag", exploration="theory"),
+    )
 }
 
-_SMOKE = {
-    "datasets": ["iris"],
-    "rounds": 40,
-    "seeds": [0, 1],
-    "width": 16,
-    "methods": ["ucb", "ts"],
-    "fixed_gammas": [0.0, 0.1],
-    "baselines": ["random", "linucb", "ntkgp-ucb-evidence", "neuralucb-diag-theory"],
-    "sweep_datasets": ["iris"],
-    "diag_datasets": ["iris"],
-    "widths": [16],
-    "standard_widths": [],
-    "train_first": 10,
-    "train_every": 10,
-    "train_steps": 5,
-    "tune_every": 10,
-    "curve_points": 20,
-}
 
-_PAPER = {
-    "datasets": ["covertype", "magic", "shuttle", "mushroom", "adult", "letter"],
-    "rounds": 10_000,
-    "seeds": [0, 1, 2, 3, 4],
-    "fixed_gammas": [0.0, 0.01, 0.1, 1.0],
-    "fixed_methods": ["ucb", "ts"],
-    "sweep_datasets": ["covertype", "magic", "shuttle", "mushroom", "adult", "letter"],
-    "diag_datasets": ["covertype", "magic", "shuttle", "mushroom", "adult", "letter"],
-    "widths": [32, 128, 512, 1024, 4096],
-    "standard_widths": [32, 128, 512, 1024, 4096],
-    "train_first": 1000,
-    "train_every": 100,
-    "train_steps": 100,
-    "tune_every": 500,
-    "curve_points": 200,
-}
+# The blocks of a run below take their values (and bounds) from BanditsConfig's fields.
 
 
-def get_config(profile: str) -> dict:
-    """The flat config of ``profile`` (``smoke``, ``embedded`` or ``paper``)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    override = {"smoke": _SMOKE, "embedded": {}, "paper": _PAPER}[profile]
-    return {**_BASE, **override}
+@dataclasses.dataclass(frozen=True)
+class Theory(Config):
+    """Constants of the theory γ_t: noise scale ν, failure probability δ, norm bound S."""
+
+    nu: float
+    delta: float
+    norm_bound: float
 
 
-def sweep_widths(config: dict) -> dict[str, list[int]]:
-    """``{"ntk": widths, "standard": standard_widths}`` of the width sweep."""
-    return {"ntk": list(config["widths"]), "standard": list(config["standard_widths"])}
+@dataclasses.dataclass(frozen=True)
+class Tuning(Config):
+    """Evidence re-tuning: every ``tune_every`` observations over a log grid of ridges."""
+
+    tune_every: int
+    ridge_low: float
+    ridge_high: float
+    ridge_num: int
 
 
-def _positive_ints(config: dict, keys) -> None:
-    for key in keys:
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}; allowed: >= 1")
+@dataclasses.dataclass(frozen=True)
+class Training(Config):
+    """When and how the network is retrained (see :class:`ntk_limits.bandits.Schedule`)."""
+
+    train_first: int
+    train_every: int
+    train_steps: int
+    learning_rate: float  # relative to the curvature bound
+    momentum: float
+
+    def schedule(self, tune_every: int) -> bandits.Schedule:
+        """The library's schedule, re-tuning every ``tune_every`` observations."""
+        return bandits.Schedule(
+            self.train_first, self.train_every, self.train_steps,
+            self.learning_rate, self.momentum, tune_every,
+        )  # fmt: skip
 
 
-def _finite(config: dict, key: str, low: float, high: float = math.inf) -> None:
-    value = config[key]
-    if not isinstance(value, int | float) or not math.isfinite(value) or not low < value < high:
-        raise ValueError(f"{key} must be a finite number in ({low}, {high}), got {value!r}")
+@dataclasses.dataclass(frozen=True)
+class Run(Config):
+    """One run (a spec): one agent on one data set at one network, every seed inside.
 
+    Blocks an agent does not use are ``None`` (random: all; LinUCB: network, training;
+    NTK-GP: training), so that changing them does not invalidate its finished runs.
+    ``fast_compile`` skips LLVM's optimisation passes (results may change in the last bits).
+    """
 
-def validate(config: dict) -> None:
-    """Raises ``ValueError("what was wrong; allowed: ...")`` for an unusable config."""
-    from ntk_limits.data import BANDITS
+    dataset: Dataset
+    agent: Agent
+    rounds: int
+    seeds: tuple[int, ...]
+    curve_points: int
+    network: models.Network | None = None
+    prior_precision: float | None = field(None, gt=0)
+    theory: Theory | None = None
+    tuning: Tuning | None = None
+    training: Training | None = None
+    fast_compile: bool = False
+    data_dir: str | None = None
 
-    for key in ("datasets", "sweep_datasets", "diag_datasets"):
-        unknown = [d for d in config[key] if d not in BANDITS]
-        if unknown:
-            raise ValueError(f"unknown {key} {unknown}; allowed: {', '.join(BANDITS)}")
-    if not config["datasets"] or not config["seeds"]:
-        raise ValueError("datasets and seeds must be non-empty; allowed: non-empty lists")
-    _positive_ints(config, ["rounds", "width", "train_every", "tune_every", "ridge_num"])
-    _positive_ints(config, ["curve_points"])
-    for key in ("widths", "standard_widths"):
-        if any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in config[key]):
-            raise ValueError(f"{key} must be positive integers, got {config[key]}; allowed: >= 1")
-    for key in ("base_parameterization",):
-        if config[key] not in PARAMETERIZATIONS:
-            raise ValueError(f"{key} {config[key]!r}; allowed: {', '.join(PARAMETERIZATIONS)}")
-    if any(m not in ("ucb", "ts") for m in config["methods"]) or not config["methods"]:
-        raise ValueError(f"methods {config['methods']}; allowed: ucb, ts")
-    if any(m not in config["methods"] for m in config["fixed_methods"]):
-        raise ValueError(f"fixed_methods {config['fixed_methods']}; allowed: some of methods")
-    if any(b not in BASELINES for b in config["baselines"]):
-        raise ValueError(f"baselines {config['baselines']}; allowed: {', '.join(BASELINES)}")
-    if any(not math.isfinite(g) or g < 0 for g in config["fixed_gammas"]):
-        raise ValueError(f"fixed_gammas {config['fixed_gammas']}; allowed: finite, >= 0")
-    _finite(config, "prior_precision", 0.0)
-    if any(not math.isfinite(v) or v <= 0 for v in config["theory_prior_precisions"]):
-        raise ValueError(
-            f"theory_prior_precisions {config['theory_prior_precisions']}; allowed: finite, > 0"
+    @classmethod
+    def from_json(cls, spec: dict) -> "Run":
+        """The run back from its stored JSON form (``store.to_jsonable``: nested dicts)."""
+        blocks = {"agent": Agent, "network": models.Network, "theory": Theory}
+        blocks.update(tuning=Tuning, training=Training)
+        return cls(
+            **{k: v if v is None or k not in blocks else blocks[k](**v) for k, v in spec.items()}
         )
-    _finite(config, "nu", -1e-300)
-    _finite(config, "norm_bound", -1e-300)
-    _finite(config, "delta", 0.0, 1.0)
-    _finite(config, "learning_rate", 0.0, 2.0)
-    _finite(config, "momentum", -1e-300, 1.0)
-    _finite(config, "ridge_low", 0.0, config["ridge_high"])
-    if config["tune_every"] % config["train_every"]:
-        raise ValueError(
-            f"tune_every {config['tune_every']} must be a multiple of train_every "
-            f"{config['train_every']} (agents re-tune when retraining); allowed: k·train_every"
+
+    @property
+    def lam(self) -> float:
+        """λ the agent runs at: its own, else the run's, else 1 (random: unused)."""
+        if self.agent.prior_precision is not None:
+            return self.agent.prior_precision
+        return 1.0 if self.prior_precision is None else self.prior_precision
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditsConfig(Config):
+    """The bandit study's settings; ``--set key=value`` overrides any field.
+
+    Derived: :attr:`base_network`, :attr:`sweep_networks`, :meth:`network_of` and the
+    blocks :attr:`theory`, :attr:`tuning`, :attr:`training` of each run.
+    """
+
+    profile: Literal[PROFILE_NAMES] = "embedded"
+    datasets: tuple[Dataset, ...] = field(("iris", "wine"), nonempty=True, distinct=True)
+    rounds: int = field(300, ge=1)
+    seeds: tuple[int, ...] = field((0, 1, 2), ge=0, nonempty=True, distinct=True)
+    width: int = field(100, ge=1, doc="base width: every agent runs here")
+    base_parameterization: Literal[models.PARAMETERIZATIONS] = "ntk"
+    methods: tuple[Method, ...] = field(("ucb", "ts"), nonempty=True, distinct=True)
+    fixed_gammas: tuple[float, ...] = field((0.0, 0.1, 1.0), ge=0, distinct=True)
+    fixed_methods: tuple[Method, ...] = field(("ucb",), distinct=True)
+    baselines: tuple[Literal[tuple(BASELINES)], ...] = field(tuple(BASELINES), distinct=True)
+    diag_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
+    sweep_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
+    widths: tuple[int, ...] = field((32, 100, 256), ge=1, distinct=True, doc="NTP sweep")
+    standard_widths: tuple[int, ...] = field((100, 256), ge=1, distinct=True, doc="SP sweep")
+    prior_precision: float = field(0.01, gt=0, doc="λ (start of evidence tuning)")
+    theory_prior_precisions: tuple[float, ...] = field((1.0,), gt=0, distinct=True)
+    nu: float = field(1.0, ge=0, doc="ν: sub-Gaussian scale of rewards in [0, 1]")
+    delta: float = field(0.1, gt=0, lt=1)
+    norm_bound: float = field(1.0, ge=0, doc="S")
+    train_first: int = field(25, ge=0)
+    train_every: int = field(25, ge=1)
+    train_steps: int = field(30, ge=0)
+    learning_rate: float = field(1.0, gt=0, lt=2, doc="relative to the curvature bound")
+    momentum: float = field(0.9, ge=0, lt=1)
+    tune_every: int = field(50, ge=1)
+    ridge_low: float = field(1e-4, gt=0)
+    ridge_high: float = field(1e2, gt=0)
+    ridge_num: int = field(25, ge=1)
+    curve_points: int = field(100, ge=1, doc="cumulative regret stored at this many rounds")
+    ratio_threshold: float = field(1.25, gt=0, doc="C3: theory / best alternative ≥ this")
+    sigmas: float = field(2.0, ge=0, doc="C3: ... and the gap exceeds this many seed SEs")
+    fast_compile: bool = field(
+        False, doc="compile without LLVM's optimisation (smoke runs are mostly compilation)"
+    )
+    data_dir: str | None = None
+
+    def check(self) -> None:
+        """Rules between fields (one-line errors)."""
+        if any(m not in self.methods for m in self.fixed_methods):
+            raise ValueError(f"fixed_methods {list(self.fixed_methods)}; allowed: some of methods")
+        if not self.ridge_low < self.ridge_high:
+            raise ValueError(f"ridge_low {self.ridge_low} >= ridge_high; allowed: low < high")
+        if self.tune_every % self.train_every:
+            raise ValueError(
+                f"tune_every {self.tune_every} must be a multiple of train_every "
+                f"{self.train_every} (agents re-tune when retraining); allowed: k·train_every"
+            )
+
+    @property
+    def base_network(self) -> models.Network:
+        """The one-hidden-layer ReLU network every agent runs at."""
+        return models.Network("mlp", self.width, 1, parameterization=self.base_parameterization)
+
+    def network_of(self, agent: Agent) -> models.Network | None:
+        """The network ``agent`` runs at outside the sweep.
+
+        None for random and LinUCB; the base width in NTP for the NTK-GP (its exact
+        infinite-width kernel, width-independent in NTP); the base network for neural agents.
+        """
+        if agent.family in ("random", "linucb"):
+            return None
+        network = self.base_network
+        return (
+            network
+            if agent.family == "neural"
+            else dataclasses.replace(network, parameterization="ntk")
         )
-    if config["train_first"] < 0 or config["train_steps"] < 0:
-        raise ValueError("train_first and train_steps must be >= 0; allowed: integers >= 0")
+
+    @property
+    def sweep_networks(self) -> tuple[models.Network, ...]:
+        """The width sweep: NTP ``widths``, then SP ``standard_widths``."""
+        pairs = [(w, "ntk") for w in self.widths] + [(w, "standard") for w in self.standard_widths]
+        return tuple(models.Network("mlp", w, 1, parameterization=p) for w, p in pairs)
+
+    @property
+    def theory(self) -> Theory:
+        """ν, δ, S as a block of a run."""
+        return Theory(self.nu, self.delta, self.norm_bound)
+
+    @property
+    def tuning(self) -> Tuning:
+        """The evidence re-tuning block of a run."""
+        return Tuning(self.tune_every, self.ridge_low, self.ridge_high, self.ridge_num)
+
+    @property
+    def training(self) -> Training:
+        """The retraining block of a neural run."""
+        return Training(
+            self.train_first, self.train_every, self.train_steps,
+            self.learning_rate, self.momentum,
+        )  # fmt: skip
+
+
+_PAPER_SETS = ("covertype", "magic", "shuttle", "mushroom", "adult", "letter")
+_PAPER_WIDTHS = (32, 128, 512, 1024, 4096)
+
+PROFILES = profiles(
+    smoke=BanditsConfig(
+        profile="smoke", datasets=("iris",), rounds=40, seeds=(0, 1), width=16,
+        fixed_gammas=(0.0, 0.1),
+        baselines=("random", "linucb", "ntkgp-ucb-evidence", "neuralucb-diag-theory"),
+        sweep_datasets=("iris",), diag_datasets=("iris",), widths=(16,), standard_widths=(),
+        train_first=10, train_every=10, train_steps=5, tune_every=10, curve_points=20,
+        fast_compile=True,
+    ),
+    embedded=BanditsConfig(),
+    paper=BanditsConfig(
+        profile="paper", datasets=_PAPER_SETS, rounds=10_000, seeds=(0, 1, 2, 3, 4),
+        fixed_gammas=(0.0, 0.01, 0.1, 1.0), fixed_methods=("ucb", "ts"),
+        sweep_datasets=_PAPER_SETS, diag_datasets=_PAPER_SETS,
+        widths=_PAPER_WIDTHS, standard_widths=_PAPER_WIDTHS,
+        train_first=1000, train_every=100, train_steps=100, tune_every=500, curve_points=200,
+    ),
+)  # fmt: skip

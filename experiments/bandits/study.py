@@ -1,12 +1,14 @@
 """Study 2 (issue 6, claim C3): theory γ_t vs tuned / evidence exploration in neural bandits.
 
-One spec = one agent on one data set at one (width, parametrisation), all seeds inside.
-Agents that differ only in their exploration (theory / fixed γ / evidence, UCB / TS) share
-one compiled program: the exploration is a traced argument (see
-:class:`ntk_limits.bandits.Exploration`), so consecutive specs reuse the compilation.
+One spec (:class:`~ntk_limits_experiments.bandits.config.Run`) = one agent on one data set
+at one network, all seeds inside. Agents that differ only in their exploration (theory /
+fixed γ / evidence, UCB / TS) or their λ share one compiled program: the program takes the
+exploration as arrays (:meth:`ntk_limits.bandits.Exploration.as_arrays`) and λ as a traced
+argument, so consecutive specs reuse the compilation.
 """
 
 import contextlib
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -16,135 +18,138 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits import bandits, data, models
+from ntk_limits_experiments import common
 from ntk_limits_experiments.bandits import analysis, plots
-from ntk_limits_experiments.bandits.analysis import neural_name
-from ntk_limits_experiments.bandits.config import get_config, sweep_widths, validate
+from ntk_limits_experiments.bandits.config import (
+    BASELINES,
+    PROFILES,
+    Agent,
+    BanditsConfig,
+    Run,
+    Training,
+    Tuning,
+)
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
-__all__ = ["STUDY", "expand", "execute", "summarize"]
+__all__ = ["STUDY", "curve_index", "execute", "expand", "summarize"]
 
-_MODES = {"theory": 0, "fixed": 1, "evidence": 2}
-_GP_KEYS = ("prior_precision", "nu", "delta", "norm_bound", "tune_every")
-_GRID_KEYS = ("ridge_low", "ridge_high", "ridge_num")
-_NEURAL_KEYS = ("train_first", "train_every", "train_steps", "learning_rate", "momentum")
-_BASELINE_FIELDS = {  # agent -> (family, method, exploration)
-    "random": ("random", "ucb", "theory"),
-    "linucb": ("linucb", "ucb", "theory"),
-    "ntkgp-ucb-theory": ("gp", "ucb", "theory"),
-    "ntkgp-ucb-evidence": ("gp", "ucb", "evidence"),
-    "ntkgp-ts-evidence": ("gp", "ts", "evidence"),
-    "neuralucb-diag-theory": ("diag", "ucb", "theory"),
-}
+_EXPLORE = ("theory", "evidence")  # every method's explorations besides fixed γ (and the sweep's)
 
 
-def _spec(config, dataset, agent, family, method, exploration, gamma, width, par) -> dict:
-    spec = {
-        "dataset": dataset,
-        "agent": agent,
-        "family": family,
-        "method": method,
-        "exploration": exploration,
-        "gamma": float(gamma),
-        "width": width,
-        "parameterization": par,
-        "rounds": config["rounds"],
-        "seeds": list(config["seeds"]),
-        "curve_points": config["curve_points"],
-        "data_dir": config["data_dir"],
-    }
-    keys = {"random": (), "linucb": _GP_KEYS + _GRID_KEYS, "gp": _GP_KEYS + _GRID_KEYS}
-    spec.update({k: config[k] for k in keys.get(family, _GP_KEYS + _GRID_KEYS + _NEURAL_KEYS)})
-    return spec
+def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run:
+    """The spec of ``agent`` on ``dataset``, with the blocks its family uses."""
+    posterior, neural = agent.family != "random", agent.family == "neural"
+    return Run(
+        dataset, agent, config.rounds, config.seeds, config.curve_points,
+        network=network if agent.family in ("ntkgp", "neural") else None,
+        prior_precision=config.prior_precision if posterior else None,
+        theory=config.theory if posterior else None,
+        tuning=config.tuning if posterior else None,
+        training=config.training if neural else None,
+        fast_compile=config.fast_compile,
+        data_dir=config.data_dir,
+    )  # fmt: skip
 
 
-def _neural_specs(config, dataset, width, par, explorations, methods) -> list[dict]:
-    specs = []
-    for method in methods:
-        for exploration in explorations:
-            name = neural_name(method, exploration)
-            specs.append(
-                _spec(config, dataset, name, "neural", method, exploration, 1.0, width, par)
-            )
-    return specs
+def _base_runs(config: BanditsConfig, dataset: str) -> list[Run]:
+    """Baselines, then NeuralUCB/TS (theory, evidence, theory at other λ, fixed γ)."""
+    agents = [BASELINES[name] for name in config.baselines]
+    agents = [a for a in agents if a.posterior != "diag" or dataset in config.diag_datasets]
+    agents += [Agent("neural", m, exploration=e) for m in config.methods for e in _EXPLORE]
+    lams = config.theory_prior_precisions
+    agents += [Agent("neural", m, prior_precision=lam) for m in config.methods for lam in lams]
+    for i, method in enumerate(config.fixed_methods):
+        for g in config.fixed_gammas:
+            if g > 0.0 or i == 0:  # γ = 0 is the same greedy agent for UCB and TS
+                agents.append(Agent("neural", method, exploration="fixed", gamma=g))
+    return [_run(config, dataset, a, config.network_of(a)) for a in agents]
 
 
-def expand(config: dict) -> list[dict]:
+def expand(config: BanditsConfig) -> list[Run]:
     """Specs: baselines and every NeuralUCB/TS variant at the base width, then the sweep."""
-    width, par = config["width"], config["base_parameterization"]
-    specs = []
-    for ds in config["datasets"]:
-        for agent in config["baselines"]:
-            family, method, exploration = _BASELINE_FIELDS[agent]
-            if family == "diag" and ds not in config["diag_datasets"]:
-                continue
-            w, p = (None, None) if family in ("random", "linucb") else (width, par)
-            p = "ntk" if family == "gp" else p  # the infinite-width NTK of the NTP network
-            specs.append(_spec(config, ds, agent, family, method, exploration, 1.0, w, p))
-        specs += _neural_specs(config, ds, width, par, ("theory", "evidence"), config["methods"])
-        for method in config["methods"]:
-            for lam in config["theory_prior_precisions"]:
-                name = neural_name(method, "theory", lam=lam)
-                spec = _spec(config, ds, name, "neural", method, "theory", 1.0, width, par)
-                specs.append({**spec, "prior_precision": float(lam)})
-        for i, method in enumerate(config["fixed_methods"]):
-            for g in config["fixed_gammas"]:
-                if g == 0.0 and i > 0:  # γ = 0 is the same greedy agent for UCB and TS
-                    continue
-                name = neural_name(method, "fixed", g)
-                specs.append(_spec(config, ds, name, "neural", method, "fixed", g, width, par))
-    for ds in config["sweep_datasets"]:
-        for p, ws in sweep_widths(config).items():
-            for w in ws:
-                if ds in config["datasets"] and (w, p) == (width, par):
-                    continue  # already run above
-                specs += _neural_specs(config, ds, w, p, ("theory", "evidence"), ["ucb"])
-    return specs
+    runs = [run for ds in config.datasets for run in _base_runs(config, ds)]
+    for ds in config.sweep_datasets:
+        for network in config.sweep_networks:
+            if ds in config.datasets and network == config.base_network:
+                continue  # already run above
+            agents = [Agent("neural", "ucb", exploration=e) for e in _EXPLORE]
+            runs += [_run(config, ds, a, network) for a in agents]
+    return runs
 
 
-def _make_agent(family, width, par, rounds, hyper, exploration, lam):
-    if family == "random":
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    """What one compiled program is specialised to (the exploration and λ are traced)."""
+
+    family: str
+    posterior: str
+    network: models.Network | None
+    rounds: int
+    tuning: Tuning | None
+    training: Training | None
+    static: bandits.Exploration | None  # compiled in: the diagonal posterior cannot tune
+    fast_compile: bool
+
+    @classmethod
+    def of(cls, run: Run) -> "_Key":
+        """The program ``run`` needs."""
+        a = run.agent
+        static = _exploration(run) if a.posterior == "diag" else None
+        fields = (a.family, a.posterior, run.network, run.rounds, run.tuning, run.training)
+        return cls(*fields, static, run.fast_compile)
+
+
+def _make_agent(key: _Key, exploration: bandits.Exploration, lam) -> bandits.Agent:
+    """The library agent of ``key`` (built inside the jitted program)."""
+    rounds = key.rounds
+    if key.family == "random":
         return bandits.random_agent()
-    grid = bandits.ridge_grid(hyper["ridge_low"], hyper["ridge_high"], hyper["ridge_num"])
+    tuning = key.tuning
+    grid = bandits.ridge_grid(tuning.ridge_low, tuning.ridge_high, tuning.ridge_num)
     gp_kwargs = dict(
-        exploration=exploration, prior_precision=lam, tune_every=hyper["tune_every"],
+        exploration=exploration, prior_precision=lam, tune_every=tuning.tune_every,
         log_ridge_grid=grid,
     )  # fmt: skip
-    if family == "linucb":
+    if key.family == "linucb":
         return bandits.linucb(rounds, **gp_kwargs)
-    arch = models.mlp(width, 1, 1, parameterization=par)
-    if family == "gp":
+    arch = models.build(key.network)
+    if key.family == "ntkgp":
         return bandits.ntk_gp_agent(arch, rounds, **gp_kwargs)
-    schedule = bandits.Schedule(
-        hyper["train_first"], hyper["train_every"], hyper["train_steps"],
-        hyper["learning_rate"], hyper["momentum"], hyper["tune_every"],
-    )  # fmt: skip
     return bandits.neural_agent(
-        arch, rounds, posterior="full" if family == "neural" else "diag",
-        exploration=exploration, schedule=schedule, prior_precision=lam,
+        arch, rounds, posterior=key.posterior, exploration=exploration,
+        schedule=key.training.schedule(tuning.tune_every), prior_precision=lam,
         log_ridge_grid=grid,
     )  # fmt: skip
 
 
 @functools.cache
-def _program(family: str, width, par, rounds: int, hyper: tuple, static_mode: str | None):
-    """One jitted ``(contexts, rewards, key, mode, gamma, thompson, λ) -> (regret, info)``."""
-    h = dict(hyper)
+def _program(key: _Key):
+    """One jitted ``(contexts, rewards, rng, exploration arrays, λ) -> (regret, info)``."""
 
-    def run(contexts, rewards, key, mode, gamma, thompson, lam):
-        mode = static_mode if static_mode is not None else mode
-        e = bandits.Exploration(mode, gamma, thompson, h["nu"], h["delta"], h["norm_bound"])
-        agent = _make_agent(family, width, par, rounds, h, e, lam)
-        traj = bandits.run_bandit(agent, contexts, rewards, key)
+    def run(contexts, rewards, rng, exploration, lam):
+        exploration = exploration if key.static is None else key.static
+        agent = _make_agent(key, exploration, lam)
+        traj = bandits.run_bandit(agent, contexts, rewards, rng)
         return traj.regret, traj.info
 
     # Skipping LLVM's expensive passes cuts XLA CPU compile time by ~20% (11.0 -> 8.6 s
     # CPU for the NeuralUCB program) at ~+10% run time; compilation dominates this study.
-    return jax.jit(run, compiler_options={"xla_llvm_disable_expensive_passes": True})
+    # Skipping all of its optimisation (fast_compile, the smoke profile) compiles ~2× faster.
+    options = {"xla_llvm_disable_expensive_passes": True}
+    return jax.jit(
+        run, compiler_options=common.cpu_compile_options() if key.fast_compile else options
+    )
 
 
-def _hyper(spec: dict) -> tuple:
-    keys = tuple(k for k in _GP_KEYS + _GRID_KEYS + _NEURAL_KEYS if k != "prior_precision")
-    return tuple(sorted((k, spec.get(k, 1.0)) for k in keys))
+def _exploration(run: Run) -> bandits.Exploration:
+    """The library's exploration of ``run``'s agent (UCB or TS, γ, and the theory's ν, δ, S)."""
+    agent, theory = run.agent, run.theory
+    if theory is None:  # random: unused
+        return bandits.Exploration()
+    return bandits.Exploration(
+        agent.exploration, agent.gamma, agent.method == "ts",
+        theory.nu, theory.delta, theory.norm_bound,
+    )  # fmt: skip
 
 
 def curve_index(rounds: int, points: int) -> np.ndarray:
@@ -168,31 +173,20 @@ def _single_threaded_blas():
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
-def execute(spec: dict, progress) -> dict:
+def execute(run: Run, progress) -> dict:
     """Runs one agent on one data set for every seed; returns regret curves and scales."""
     with _single_threaded_blas():
-        return _execute(spec, progress)
+        return _execute(run, progress)
 
 
-def _execute(spec: dict, progress) -> dict:
-    static_mode = spec["exploration"] if spec["family"] == "diag" else None
-    program = _program(
-        spec["family"], spec["width"], spec["parameterization"], spec["rounds"],
-        _hyper(spec), static_mode,
-    )  # fmt: skip
-    args = (
-        jnp.int32(_MODES[spec["exploration"]]),
-        jnp.float32(spec["gamma"]),
-        jnp.bool_(spec["method"] == "ts"),
-        jnp.float32(spec.get("prior_precision", 1.0)),
-    )
-    index = curve_index(spec["rounds"], spec["curve_points"])
+def _execute(run: Run, progress) -> dict:
+    program = _program(_Key.of(run))
+    args = (_exploration(run).as_arrays(), jnp.float32(run.lam))
+    index = curve_index(run.rounds, run.curve_points)
     out = {k: [] for k in ("final_regret", "regret_curve", "bonus_curve", "gamma_final")}
     out.update({k: [] for k in ("prior_precision_final", "noise_variance_final", "seconds")})
-    for i, seed in enumerate(spec["seeds"]):
-        env = data.make_bandit(
-            spec["dataset"], data_dir=spec["data_dir"], num_rounds=spec["rounds"], seed=seed
-        )
+    for i, seed in enumerate(run.seeds):
+        env = data.make_bandit(run.dataset, data_dir=run.data_dir, num_rounds=run.rounds, seed=seed)
         start = time.perf_counter()
         regret, info = jax.block_until_ready(
             program(env.contexts, env.rewards, jax.random.key(seed), *args)
@@ -200,7 +194,7 @@ def _execute(spec: dict, progress) -> dict:
         out["seconds"].append(time.perf_counter() - start)
         info = {k: np.asarray(v, np.float64) for k, v in info.items()}
         if not all(np.isfinite(v).all() for v in info.values()):
-            raise Diverged(f"non-finite posterior or scale for {spec['agent']} seed {seed}")
+            raise Diverged(f"non-finite posterior or scale for {run.agent.name} seed {seed}")
         cum = np.cumsum(np.asarray(regret, np.float64))
         out["final_regret"].append(cum[-1])
         out["regret_curve"].append(cum[index].tolist())
@@ -208,30 +202,31 @@ def _execute(spec: dict, progress) -> dict:
         out["gamma_final"].append(info["gamma"][-1])
         out["prior_precision_final"].append(info["prior_precision"][-1])
         out["noise_variance_final"].append(info["noise_variance"][-1])
-        progress(i + 1, len(spec["seeds"]))
+        progress(i + 1, len(run.seeds))
     return {**out, "curve_rounds": (index + 1).tolist()}
 
 
-def summarize(config: dict, records: list[dict], outdir) -> Summary:
+def summarize(config: BanditsConfig, records: list[dict], outdir) -> Summary:
     """Figures (regret curves, width sweep, exploration bonus), tables and the C3 verdict."""
     outdir = Path(outdir)
-    groups = analysis.group_records(config, records)
-    base = analysis.base_curves(config, groups)
+    groups = analysis.group_records(records)
+    base = config.base_network
+    title = f"cumulative regret, width {base.width} ({base.parameterization})"
     figures = [
         plots.plot_regret_curves(
-            base,
-            config["datasets"],
+            analysis.base_curves(config, groups),
+            config.datasets,
             outdir / "bandits_regret.png",
-            f"cumulative regret, width {config['width']} ({config['base_parameterization']})",
+            title,
         ),  # fmt: skip
         plots.plot_bonus(
-            analysis.base_bonus(config, groups), config["datasets"], outdir / "bandits_bonus.png"
+            analysis.base_bonus(config, groups), config.datasets, outdir / "bandits_bonus.png"
         ),
     ]
     sweep = analysis.sweep_finals(config, groups)
     if sweep:
         figures.append(
-            plots.plot_width_sweep(sweep, config["sweep_datasets"], outdir / "bandits_width.png")
+            plots.plot_width_sweep(sweep, config.sweep_datasets, outdir / "bandits_width.png")
         )
     verdict, cases = analysis.verdict_c3(config, groups)
     tables = {
@@ -239,15 +234,13 @@ def summarize(config: dict, records: list[dict], outdir) -> Summary:
         "bandits_width_sweep": analysis.sweep_table(config, sweep),
         "bandits_c3": analysis.verdict_table(cases),
     }
-    text = analysis.summary_text(config, groups, cases, records)
+    text = analysis.summary_text(config, cases, records)
     return Summary(figures, tables, [verdict], text)
 
 
 STUDY = Study(
     name="bandits",
-    claims=("C3",),
-    get_config=get_config,
-    validate=validate,
+    profiles=PROFILES,
     expand=expand,
     execute=execute,
     summarize=summarize,

@@ -5,10 +5,17 @@ Agents are ``(init, select, update)`` pure functions over NamedTuple state
 
     from ntk_limits import bandits, data, models
     env = data.make_bandit("wine", num_rounds=1000, seed=0)
-    arch = models.mlp(100, 1, 1, parameterization="ntk")
+    arch = models.build(models.Network("mlp", width=100, depth=1))
     agent = bandits.neural_agent(arch, 1000, exploration=bandits.Exploration("evidence"))
     traj = jax.jit(lambda k: bandits.run_bandit(agent, env.contexts, env.rewards, k))(key)
     traj.regret.cumsum()                                          # (1000,)
+
+One compiled program can serve every exploration (theory / fixed γ / evidence, UCB / TS):
+build the agent inside the jitted function from ``exploration.as_arrays()``::
+
+    play = jax.jit(lambda e, k: bandits.run_bandit(
+        bandits.neural_agent(arch, 1000, exploration=e), env.contexts, env.rewards, k))
+    play(bandits.Exploration("fixed", 0.1, thompson=True).as_arrays(), key)
 
 Posterior linear algebra (for benchmarks): :func:`dense_posterior` (fresh ``O(T³)``)
 and :func:`incremental_posterior_update` (one observation, ``O(T²)``).
@@ -27,8 +34,8 @@ from ntk_limits.bandits.exploration import (
     Exploration,
     check_exploration,
     exploration_scale,
+    is_mode,
     may_tune,
-    mode_code,
     score_arms,
     theory_gamma,
     zhou_gamma,
@@ -96,8 +103,8 @@ __all__ = [
     "linearized_targets",
     "linucb",
     "log_evidence",
+    "is_mode",
     "may_tune",
-    "mode_code",
     "neural_agent",
     "ntk_gp_agent",
     "oracle_agent",

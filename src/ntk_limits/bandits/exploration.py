@@ -26,8 +26,8 @@ __all__ = [
     "Exploration",
     "check_exploration",
     "exploration_scale",
+    "is_mode",
     "may_tune",
-    "mode_code",
     "score_arms",
     "theory_gamma",
     "zhou_gamma",
@@ -39,12 +39,13 @@ EXPLORATIONS = ("theory", "fixed", "evidence")
 class Exploration(NamedTuple):
     """How an agent scales (and samples) its exploration bonus.
 
-    Fields are Python scalars (static) or arrays (traced, e.g. ``vmap``-ed over agent
-    variants so that one compiled program serves them all).
+    Fields are Python values (static: the program is specialised to them) or, after
+    :meth:`as_arrays`, arrays (traced: one compiled program serves every exploration
+    kind, ``γ``, UCB and TS, and may be ``vmap``-ed over them).
 
     Attributes:
-      mode: ``"theory"``, ``"fixed"`` or ``"evidence"``, or its int32 index in
-        :data:`EXPLORATIONS`.
+      mode: ``"theory"``, ``"fixed"`` or ``"evidence"`` (:data:`EXPLORATIONS`); its
+        traced form is an internal code made by :meth:`as_arrays`.
       gamma: the constant ``γ`` of ``"fixed"`` (``0`` is greedy).
       thompson: ``False`` for UCB (``mean + γ sd``), ``True`` for Thompson sampling
         (``mean + γ sd ε``, NeuralTS).
@@ -60,11 +61,33 @@ class Exploration(NamedTuple):
     delta: Any = 0.1
     norm_bound: Any = 1.0
 
+    def as_arrays(self) -> "Exploration":
+        """The same exploration with every field an array, to pass into a jitted program.
 
-def mode_code(exploration: Exploration):
-    """The int index of ``exploration.mode`` in :data:`EXPLORATIONS` (array if traced)."""
+        ``mode`` becomes an ``() int32`` code (internal to this module), ``thompson`` an
+        ``() bool``, the numbers ``()`` arrays (weakly typed, so they follow the agent's
+        dtype). Checked first (:func:`check_exploration`).
+
+        Returns:
+          An :class:`Exploration` of arrays; agents built from it inside the program
+          behave as the static one (tested: the same arms, γ and σ to 1e-12 in float64).
+        """
+        check_exploration(self)
+        numbers = [jnp.asarray(v) for v in (self.gamma, self.nu, self.delta, self.norm_bound)]
+        gamma, nu, delta, norm_bound = numbers
+        mode = jnp.asarray(_mode_code(self), jnp.int32)
+        return Exploration(mode, gamma, jnp.asarray(self.thompson, bool), nu, delta, norm_bound)
+
+
+def _mode_code(exploration: Exploration):
+    """The index of ``exploration.mode`` in :data:`EXPLORATIONS` (an array if traced)."""
     mode = exploration.mode
     return EXPLORATIONS.index(mode) if isinstance(mode, str) else mode
+
+
+def is_mode(exploration: Exploration, mode: str):
+    """Whether ``exploration`` is of kind ``mode``: a bool, or ``() bool`` when traced."""
+    return _mode_code(exploration) == EXPLORATIONS.index(mode)
 
 
 def may_tune(exploration: Exploration) -> bool:
@@ -134,11 +157,11 @@ def exploration_scale(
     Returns:
       ``()`` in the dtype of ``prior_precision``.
     """
-    code = mode_code(exploration)
     dtype = prior_precision.dtype
     theory = theory_gamma(log_det_ratio, prior_precision, exploration).astype(dtype)
     fixed = jnp.asarray(exploration.gamma, dtype)
-    return jnp.where(code == 0, theory, jnp.where(code == 1, fixed, jnp.ones((), dtype)))
+    is_theory, is_fixed = is_mode(exploration, "theory"), is_mode(exploration, "fixed")
+    return jnp.where(is_theory, theory, jnp.where(is_fixed, fixed, jnp.ones((), dtype)))
 
 
 def zhou_gamma(

@@ -23,8 +23,8 @@ from ntk_limits.bandits.exploration import (
     Exploration,
     check_exploration,
     exploration_scale,
+    is_mode,
     may_tune,
-    mode_code,
     score_arms,
 )
 from ntk_limits.bandits.loop import Agent
@@ -89,7 +89,8 @@ def kernel_agent(
       exploration: UCB or Thompson sampling, and how ``γ`` is set (theory / fixed /
         evidence, see :mod:`~ntk_limits.bandits.exploration`). ``"theory"`` and
         ``"fixed"`` use ``σ² = 1`` (``ρ = λ``); ``"evidence"`` re-tunes ``λ, ρ`` every
-        ``tune_every`` observations and uses ``γ = 1``. Fields may be traced.
+        ``tune_every`` observations and uses ``γ = 1``. Fields may be traced
+        (:meth:`~ntk_limits.bandits.Exploration.as_arrays`).
       prior_precision: ``λ`` (initial value under ``"evidence"``).
       tune_every: observations between evidence re-tunings.
       log_ridge_grid: ``(G,)`` candidate ``log ρ`` (default :func:`ridge_grid`).
@@ -101,7 +102,7 @@ def kernel_agent(
     _check(horizon, exploration, prior_precision)
     grid = ridge_grid() if log_ridge_grid is None else jnp.asarray(log_ridge_grid)
     tuning = may_tune(exploration)
-    is_evidence = mode_code(exploration) == 2
+    is_evidence = is_mode(exploration, "evidence")
 
     def init(key, contexts):
         dtype = contexts.dtype

@@ -37,8 +37,8 @@ from ntk_limits.bandits.exploration import (
     Exploration,
     check_exploration,
     exploration_scale,
+    is_mode,
     may_tune,
-    mode_code,
     score_arms,
 )
 from ntk_limits.bandits.kernel_agents import ridge_grid
@@ -130,10 +130,11 @@ def neural_agent(
       horizon: ``T``, the buffer size.
       posterior: ``"full"`` (function-space LLA, incremental Cholesky), ``"diag"``
         (diagonal ``Z``, the reference code) or ``"none"`` (greedy).
-      exploration: UCB/TS and theory / fixed / evidence ``γ`` (fields may be traced, e.g.
-        ``vmap``-ed over variants). ``"evidence"`` needs ``"full"``: at retraining rounds
-        that are multiples of ``schedule.tune_every`` it re-tunes ``λ`` and ``ρ`` by the
-        linearised model's marginal likelihood, and ``ρ`` feeds back into the weight decay.
+      exploration: UCB/TS and theory / fixed / evidence ``γ`` (static, or traced from
+        :meth:`~ntk_limits.bandits.Exploration.as_arrays`, e.g. ``vmap``-ed over
+        variants). ``"evidence"`` needs ``"full"``: at retraining rounds that are
+        multiples of ``schedule.tune_every`` it re-tunes ``λ`` and ``ρ`` by the linearised
+        model's marginal likelihood, and ``ρ`` feeds back into the weight decay.
       schedule: retraining schedule and GD settings.
       prior_precision: ``λ`` (``ρ = λ``, i.e. ``σ² = 1``, unless tuned).
       log_ridge_grid: ``(G,)`` candidate ``log ρ`` for evidence tuning.
@@ -149,7 +150,7 @@ def neural_agent(
     ntk = empirical_ntk_fn(arch.apply_fn, algorithm=ntk_algorithm)
     kern = lambda a, b, p: c * ntk(a, b, p)
     tuning = may_tune(exploration)
-    is_evidence = mode_code(exploration) == 2
+    is_evidence = is_mode(exploration, "evidence")
     name = name or f"neural-{posterior}"
 
     def init(key, contexts):
