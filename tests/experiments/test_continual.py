@@ -195,7 +195,7 @@ def test_verdict_rule_on_synthetic_slopes(under, trained, expected):
             "verdict_parameterization='ntk'; allowed: one of parameterizations",
         ),
         ("wrn_depth=12", "wrn_depth=12; allowed: 6n+4"),
-        ("target_accuracy=1.5", "target_accuracy must be a finite number > 0 <= 1"),
+        ("target_accuracy=1.5", "target_accuracy must be a finite number > 0 and <= 1"),
         ("kernel_times=", "no kernel training time"),
     ],
 )
