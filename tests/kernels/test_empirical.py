@@ -27,7 +27,7 @@ def _both_traces(apply_fn, algorithm):
 
 
 # Three code paths of neural-tangents' rules: dense layers in standard parametrisation,
-# a smooth activation (erf) with one output, and convolutions (NTK parametrisation).
+# a smooth activation (erf) in one hidden layer, and convolutions (NTK parametrisation).
 ARCHS = {
     "mlp-standard": (lambda: models.mlp(16, 2, 3, parameterization="standard"), (5,)),
     "mlp-erf": (lambda: models.mlp(16, 1, 2, activation="erf"), (5,)),

@@ -48,7 +48,7 @@ def test_running_on_the_current_jax_line():
     assert _nt.__version__ == "0.6.5"
 
 
-def test_auto_implementation_counts_flops_with_todays_cost_analysis(x64):
+def test_auto_implementation_counts_flops_with_todays_cost_analysis(x64, monkeypatch):
     arch = models.mlp(8, 1, 2)
     x = jax.random.normal(jax.random.key(0), (3, 4))
     params = arch.init_fn(jax.random.key(1), x.shape)[1]
@@ -58,9 +58,8 @@ def test_auto_implementation_counts_flops_with_todays_cost_analysis(x64):
         flops.append(_nt._get_flops(*args, **kwargs))
         return flops[-1]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_nt._nt_empirical, "_get_flops", counted)
-        auto = jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm="auto"))(x, None, params)
+    monkeypatch.setattr(_nt._nt_empirical, "_get_flops", counted)
+    auto = jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm="auto"))(x, None, params)
     assert len(flops) == 3 and min(flops) > 0, flops  # one positive count per algorithm
     ref = jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm="reference"))
     # float64: the same kernel by a different contraction (see test_empirical).
