@@ -1,12 +1,12 @@
 """Test configuration: strict promotion everywhere, x64 where a test asks for it.
 
 The test programs are tiny, so almost all of a test's time is XLA compilation. Unless the
-caller chose a level, they are compiled without LLVM's optimisation passes (the studies do
-the same for small programs, ``common.cpu_compile_options``): measured 1.7x faster on
-``tests/kernels/test_empirical.py`` (5x on its CNN case). The level changes how LLVM
-schedules the machine code, not the HLO computed (fast-math stays off), so tolerances that
-bound float rounding still hold. The variable must be read before JAX starts its CPU
-backend; subprocesses started by tests inherit it.
+caller set a level in ``XLA_FLAGS``, they are compiled without LLVM's optimisation passes
+(as the studies compile small programs, ``common.cpu_compile_options``): measured 1.7x
+faster on ``tests/kernels/test_empirical.py``, 5x on its CNN case. The level changes the
+machine code, not the HLO: results may differ in the last bits (a float32 sum in another
+order; measured 1.7e-7 relative), within every float32 tolerance here. JAX reads the
+variable when it starts its CPU backend, after this file; subprocesses inherit it.
 """
 
 import os
