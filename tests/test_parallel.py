@@ -1,7 +1,9 @@
 """ntk_limits.parallel: sharded ensembles and kernel blocks equal single-device results.
 
-The multi-device checks run in a subprocess with four forced CPU devices
+The multi-device checks run in one subprocess with four forced CPU devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=4`` must be set before JAX starts).
+Each single-device reference is compiled once and sliced: the 6-seed ensemble is the
+first 6 seeds of the 8-seed one, and every kernel block is a block of one 24x24 kernel.
 """
 
 import json
@@ -21,41 +23,49 @@ from ntk_limits import kernels, models, parallel, training
 _CHILD = textwrap.dedent(
     """
     import json
-    import jax, jax.numpy as jnp, numpy as np, optax
+    import jax, jax.numpy as jnp, optax
+    from jax.sharding import PartitionSpec
     from ntk_limits import kernels, models, parallel, training
+
+    def sharding(a):
+        return {"devices": len({s.device for s in a.addressable_shards}),
+                "by_rows": a.sharding.spec == PartitionSpec("devices")}
 
     out = {"devices": jax.device_count()}
     arch = models.mlp(16, 2, 3)
     x = jax.random.normal(jax.random.key(1), (24, 5))
     y = jax.random.normal(jax.random.key(2), (24, 3))
     train = training.make_train(arch.apply_fn, optax.sgd(0.1), 10, batch_size=8)
-    single = jax.jit(jax.vmap(train, (0, None, None, 0)))
+    keys = jax.random.split(jax.random.key(8), 8)
+    stack = jax.vmap(lambda k: arch.init_fn(k, (-1, 5))[1])(keys)
+    p_ref, losses_ref = jax.jit(jax.vmap(train, (0, None, None, 0)))(stack, x, y, keys)
     for seeds in (8, 6):  # 8 divides by 4 devices; 6 needs padding
-        keys = jax.random.split(jax.random.key(seeds), seeds)
-        stack = jax.vmap(lambda k: arch.init_fn(k, (-1, 5))[1])(keys)
-        p, losses = parallel.sharded_ensemble(train, stack, x, y, keys)
-        p_ref, losses_ref = single(stack, x, y, keys)
-        diff = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), p, p_ref)
+        sub = jax.tree_util.tree_map(lambda a: a[:seeds], stack)
+        p, losses = parallel.sharded_ensemble(train, sub, x, y, keys[:seeds])
+        err = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b[:seeds]))), p, p_ref)
         out[f"ensemble{seeds}"] = {
-            "loss_err": float(jnp.max(jnp.abs(losses - losses_ref))),
-            "param_err": max(jax.tree_util.tree_leaves(diff)),
+            "loss_err": float(jnp.max(jnp.abs(losses - losses_ref[:seeds]))),
+            "param_err": max(jax.tree_util.tree_leaves(err)),
             "shape": list(losses.shape),
-            "shards": len({s.device for s in losses.addressable_shards}),
-            "sharded": losses.sharding.spec == jax.sharding.PartitionSpec("devices"),
+            **sharding(losses),
         }
-    p0 = jax.tree_util.tree_map(lambda a: a[0], stack)
-    for algo, n1, x2 in (("structured", 8, None), ("structured", 10, x), ("reference", 10, x)):
+    p0, p1 = (jax.tree_util.tree_map(lambda a, i=i: a[i], stack) for i in (0, 1))
+    for algo in ("structured", "reference"):
         ntk = kernels.empirical_ntk_fn(arch.apply_fn, algorithm=algo)
-        k = parallel.sharded_kernel(ntk, x[:n1], x2, p0)
-        k_ref = jax.jit(ntk)(x[:n1], x2, p0)
-        out[f"kernel-{algo}-{n1}"] = {
-            "err": float(jnp.max(jnp.abs(k - k_ref)) / jnp.max(jnp.abs(k_ref))),
-            "shape": list(k.shape),
-        }
-    fn = parallel.sharded_kernel_fn(kernels.empirical_ntk_fn(arch.apply_fn))
-    for s in (0, 1):
-        fn(x[:8] + s, x, jax.tree_util.tree_map(lambda a: a[s], stack))
-    out["kernel_cache"] = fn._cache_size()
+        full = jax.jit(ntk)(x, x, p0)  # (24, 24) single-device reference
+        fn = parallel.sharded_kernel_fn(ntk)
+        blocks = {(10, 24): fn(x[:10], x, p0)}  # 10 rows: padded to 12
+        fn(x[:10] + 1.0, x, p1)  # new values, same shapes
+        out[f"kernel_cache-{algo}"] = fn._cache_size()
+        if algo == "structured":  # 8 rows, no padding, x2 = None; the cached one-call form
+            blocks[(8, 8)] = parallel.sharded_kernel(ntk, x[:8], None, p0)
+        for (n1, n2), k in blocks.items():
+            want = full[:n1, :n2]
+            out[f"kernel-{algo}-{n1}"] = {
+                "err": float(jnp.max(jnp.abs(k - want)) / jnp.max(jnp.abs(want))),
+                "shape": list(k.shape),
+                **sharding(k),
+            }
     print("RESULT" + json.dumps(out))
     """
 )
@@ -63,8 +73,10 @@ _CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def four_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_PLATFORMS"] = "cpu"
+    """Runs the child once; every multi-device test reads its measurements."""
+    flags = os.environ.get("XLA_FLAGS", "")  # keeps the suite's compile options (conftest)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=4".strip()
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=600
     )
@@ -76,8 +88,11 @@ def four_devices():
 def test_four_devices_are_used(four_devices):
     assert four_devices["devices"] == 4
     # 8 seeds over 4 devices stay sharded: one shard per device.
-    assert four_devices["ensemble8"]["shards"] == 4
-    assert four_devices["ensemble8"]["sharded"]
+    assert four_devices["ensemble8"]["devices"] == 4
+    assert four_devices["ensemble8"]["by_rows"]
+    # 8 kernel rows over 4 devices: the result comes back row-sharded.
+    assert four_devices["kernel-structured-8"]["devices"] == 4
+    assert four_devices["kernel-structured-8"]["by_rows"]
 
 
 @pytest.mark.parametrize("seeds", [8, 6])
@@ -99,26 +114,41 @@ def test_sharded_kernel_equals_single_device(four_devices, algo, n1):
     assert r["err"] < 1e-5
 
 
-def test_sharded_kernel_compiles_once(four_devices):
-    assert four_devices["kernel_cache"] == 1
+@pytest.mark.parametrize("algo", ["structured", "reference"])
+def test_sharded_kernel_compiles_once(four_devices, algo):
+    assert four_devices[f"kernel_cache-{algo}"] == 1
+
+
+_ARCH = models.mlp(8, 1, 2)
+_X = jax.random.normal(jax.random.key(0), (6, 3))
+_Y = jax.random.normal(jax.random.key(1), (6, 2))
+_TRAIN = training.make_train(_ARCH.apply_fn, optax.sgd(0.1), 5)
+
+
+def _stack(key, seeds=3):
+    keys = jax.random.split(key, seeds)
+    return jax.vmap(lambda k: _ARCH.init_fn(k, (-1, 3))[1])(keys), keys
 
 
 def test_one_device_matches_vmap():
-    arch = models.mlp(8, 1, 2)
-    x = jax.random.normal(jax.random.key(0), (6, 3))
-    y = jax.random.normal(jax.random.key(1), (6, 2))
-    keys = jax.random.split(jax.random.key(2), 3)
-    stack = jax.vmap(lambda k: arch.init_fn(k, (-1, 3))[1])(keys)
-    train = training.make_train(arch.apply_fn, optax.sgd(0.1), 5)
-    params, losses = parallel.sharded_ensemble(train, stack, x, y, keys)
-    ref_params, ref_losses = jax.vmap(train, (0, None, None, 0))(stack, x, y, keys)
+    stack, keys = _stack(jax.random.key(2))
+    params, losses = parallel.sharded_ensemble(_TRAIN, stack, _X, _Y, keys)
+    ref_params, ref_losses = jax.vmap(_TRAIN, (0, None, None, 0))(stack, _X, _Y, keys)
     # Exact up to float32 rounding: the same program on one device.
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-6, atol=1e-7)
-    ntk = kernels.empirical_ntk_fn(arch.apply_fn)
+    ntk = kernels.empirical_ntk_fn(_ARCH.apply_fn)
     p0 = jax.tree_util.tree_map(lambda a: a[0], params)
     np.testing.assert_allclose(
-        parallel.sharded_kernel(ntk, x, None, p0), jax.jit(ntk)(x, None, p0), rtol=1e-6
+        parallel.sharded_kernel(ntk, _X, None, p0), jax.jit(ntk)(_X, None, p0), rtol=1e-6
     )
+
+
+def test_shard_seeds_compiles_once():
+    ensemble = parallel.shard_seeds(_TRAIN, in_axes=(0, None, None, 0))
+    for start in (3, 4):  # new seeds and data, same shapes
+        stack, keys = _stack(jax.random.key(start))
+        jax.block_until_ready(ensemble(stack, _X + start, _Y, keys))
+    assert ensemble._cache_size() == 1
 
 
 def test_shard_seeds_shared_arguments_and_donation():
