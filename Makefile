@@ -15,7 +15,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
-	@echo "make test           fast test suite (< 15 min on 2 cores); make test-slow for statistical checks"
+	@echo "make test           fast test suite (about 3 min on 2 cores); make test-slow for statistical checks"
 	@echo "make bench          speed/memory benchmarks -> results/bench.json (installs torch for its baseline)"
 	@echo "make lint           ruff"
 
@@ -30,8 +30,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
+# Two pytest workers (one per core here); each test file runs on one worker, so its
+# module fixtures (a study's smoke run, compiled programs) are built once. TEST_WORKERS=0
+# runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
