@@ -24,20 +24,11 @@ from ntk_limits.ngd_conditions import (
     top_eigenvalue,
 )
 from ntk_limits.optimization import first_order, full_gram, make_trajectory_fn, ngd
-
-
-def linear(params, x):
-    return x @ params["w"]
-
-
-def _linear_problem(n=4, d=7, k=3, seed=0):
-    kx, kw, ky = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.normal(kx, (n, d))
-    return x, {"w": jax.random.normal(kw, (d, k))}, jax.random.normal(ky, (n, k))
+from tests.helpers import linear, linear_problem
 
 
 def test_linear_model_has_zero_jacobian_change_and_c_prime(x64):
-    x, params, _ = _linear_problem()
+    x, params, _ = linear_problem()
     other = {"w": params["w"] - 2.0}
 
     @jax.jit
@@ -103,7 +94,7 @@ def test_top_eigenvalue_matches_eigvalsh(x64):
 
 
 def test_ngd_prediction_is_the_linear_model_trajectory_and_contracts_as_one_minus_eta(x64):
-    x, params, y = _linear_problem(n=5, d=9, k=2)
+    x, params, y = linear_problem(n=5, d=9, k=2)
     theta = x @ x.T  # NTK of f = xθ: full Gram = Θ ⊗ I_k
     f0 = linear(params, x)
     curve = jax.jit(
@@ -119,7 +110,7 @@ def test_ngd_prediction_is_the_linear_model_trajectory_and_contracts_as_one_minu
 
 
 def test_gd_trajectory_matches_the_closed_form_kernel_regime_curve(x64):
-    x, params, y = _linear_problem(n=5, d=9, k=2)
+    x, params, y = linear_problem(n=5, d=9, k=2)
     lr = 0.5 * 2 * y.size / np.linalg.eigvalsh(np.asarray(x @ x.T))[-1]
     gd = make_trajectory_fn(linear, first_order(linear, optax.sgd(lr)), 20, checkpoints=(20,))
     measured = gd(params, x, y).losses

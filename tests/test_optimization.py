@@ -21,20 +21,11 @@ from ntk_limits.optimization import (
     ngd_direction,
 )
 from ntk_limits.training import mse_loss
-
-
-def linear(params, x):
-    return x @ params["w"]
-
-
-def _linear_problem(n=4, d=7, k=3, seed=0):
-    kx, kw, ky = jax.random.split(jax.random.key(seed), 3)
-    x = jax.random.normal(kx, (n, d))
-    return x, {"w": jax.random.normal(kw, (d, k))}, jax.random.normal(ky, (n, k))
+from tests.helpers import linear, linear_problem
 
 
 def test_ngd_on_linear_model_reaches_zero_loss_in_one_step(x64):
-    x, params, y = _linear_problem()
+    x, params, y = linear_problem()
     run = make_trajectory_fn(linear, ngd(linear, 1.0, 0.0), num_steps=2, checkpoints=(1, 2))
     traj = run(params, x, y)
     # ε = 0, η = 1 on a linear model: f₁ = y up to float64 round-off of a 12x12 solve.
