@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ntk_limits_experiments.config import PROFILES  # standard library only: --help stays fast
+from ntk_limits_experiments.config import PROFILES, settable  # stdlib only: --help stays fast
 
 __all__ = ["build_parser", "main"]
 
@@ -145,7 +145,7 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
         for s in studies
     ]
     if several:  # a key must belong to at least one study
-        known = {k for s in studies for k in runner.fields(s.get_config(args.profile))}
+        known = {k for s in studies for k in settable(s.get_config(args.profile))}
         for item in args.overrides:
             key = item.partition("=")[0].strip()
             if key not in known:

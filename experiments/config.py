@@ -33,6 +33,7 @@ __all__ = [
     "apply_overrides",
     "field",
     "profiles",
+    "settable",
     "to_dict",
 ]
 
@@ -222,6 +223,11 @@ def _parse(key: str, text: str, tp: Any, current: Any) -> Any:
     return _parse_scalar(key, text, tp, current)
 
 
+def settable(config: Config) -> tuple[str, ...]:
+    """The fields ``--set`` may change: all but ``profile`` (which ``--profile`` chooses)."""
+    return tuple(f.name for f in dataclasses.fields(config) if f.name != "profile")
+
+
 def apply_overrides(config: Config, overrides: Iterable[str], *, unknown_ok: bool = False):
     """Returns ``config`` with ``key=value`` overrides, each coerced by its field's type.
 
@@ -239,13 +245,15 @@ def apply_overrides(config: Config, overrides: Iterable[str], *, unknown_ok: boo
     Raises:
       ValueError: malformed override, unknown key, unparsable or invalid value.
     """
-    hints, names = _hints(type(config)), [f.name for f in dataclasses.fields(config)]
+    hints, names = _hints(type(config)), settable(config)
     changes = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"override {item!r} is not key=value; allowed: key=value")
+        if key == "profile":
+            raise ValueError("key 'profile' is set by --profile; allowed: --profile NAME")
         if key not in names:
             if unknown_ok:
                 continue

@@ -67,16 +67,11 @@ def prepare_config(
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(cfg.PROFILES)}")
     config = study.get_config(profile)
     try:
-        if data_dir is not None and "data_dir" in fields(config):
+        if data_dir is not None and "data_dir" in cfg.settable(config):
             config = dataclasses.replace(config, data_dir=str(data_dir))
         return cfg.apply_overrides(config, overrides, unknown_ok=unknown_ok)
     except ValueError as e:
         raise ValueError(f"{study.name}: {e}") from e
-
-
-def fields(config: Config) -> tuple[str, ...]:
-    """The field names of a config (the keys ``--set`` accepts)."""
-    return tuple(f.name for f in dataclasses.fields(config))
 
 
 def check_workdir(workdir: str | os.PathLike) -> Path:

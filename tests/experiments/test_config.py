@@ -13,6 +13,7 @@ from ntk_limits_experiments.config import (
     apply_overrides,
     field,
     profiles,
+    settable,
     to_dict,
 )
 from tests.experiments.toy_study import STUDY
@@ -90,6 +91,12 @@ def test_json_form_round_trips():
     as_json = to_dict(config)
     assert as_json["widths"] == [3, 5] and store.to_jsonable(config) == as_json
     assert Example(**as_json) == config
+
+
+def test_profile_is_chosen_by_the_profile_flag_not_set():
+    with pytest.raises(ValueError, match="key 'profile' is set by --profile"):
+        apply_overrides(STUDY.get_config("smoke"), ["profile=paper"])
+    assert "profile" not in settable(STUDY.get_config("smoke"))
 
 
 def test_unknown_keys_can_be_skipped_for_run_all():
