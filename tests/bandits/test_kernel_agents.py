@@ -12,19 +12,18 @@ import numpy as np
 import pytest
 
 from ntk_limits import bandits as B
-from ntk_limits import data, models
+from ntk_limits import models
+from tests.bandits.helpers import wine_arrays
 
 ROUNDS = 30
 E = B.Exploration("theory", nu=0.5, delta=0.1, norm_bound=1.0)
-
 
 pytestmark = pytest.mark.usefixtures("x64_module")  # the references agree to ~1e-12
 
 
 @pytest.fixture(scope="module")
 def wine():
-    env = data.make_bandit("wine", num_rounds=ROUNDS, seed=0)
-    return np.asarray(env.contexts, np.float64), np.asarray(env.rewards, np.float64)
+    return wine_arrays(ROUNDS)
 
 
 def _play(jit, agent, env, seed=0):
