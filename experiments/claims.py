@@ -59,7 +59,13 @@ def of_study(study: str) -> tuple[str, ...]:
     return tuple(c.id for c in CLAIMS.values() if c.study == study)
 
 
-def verdict(claim: str, decision: str, rule: str, evidence: dict[str, Any]) -> Verdict:
+def verdict(
+    claim: str,
+    decision: str,
+    rule: str,
+    evidence: dict[str, Any],
+    robustness: dict[str, Any] | None = None,
+) -> Verdict:
     """A :class:`Verdict` on ``claim`` with its statement from :data:`CLAIMS`.
 
     Args:
@@ -67,8 +73,10 @@ def verdict(claim: str, decision: str, rule: str, evidence: dict[str, Any]) -> V
       decision: ``"holds"``, ``"fails"``, ``"inconclusive"`` or ``"not run"``.
       rule: how the numbers were turned into the decision, in one sentence.
       evidence: the measured numbers the rule was applied to.
+      robustness: the rule's decisions under alternatives, from
+        :func:`ntk_limits_experiments.robustness.assess` (``None``: not assessed).
 
     Raises:
       KeyError: ``claim`` is not a claim of the paper.
     """
-    return Verdict(claim, CLAIMS[claim].statement, decision, rule, evidence)
+    return Verdict(claim, CLAIMS[claim].statement, decision, rule, evidence, robustness)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ntk_limits_experiments import claims, registry, store
+from ntk_limits_experiments import claims, registry, robustness, store
 from ntk_limits_experiments.common import markdown_cell, markdown_table
 
 __all__ = ["CLAIMS", "collect_verdicts", "load_summaries", "render_report", "write_report"]
@@ -64,6 +64,7 @@ def collect_verdicts(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
                     "verdict": "not run",
                     "rule": _not_run_reason(study, summaries),
                     "evidence": {},
+                    "robustness": None,
                     "profile": None,
                     "study": study,
                 }
@@ -83,18 +84,59 @@ def _num(x: Any) -> str:
     return str(x)
 
 
+def _robustness_line(r: dict[str, Any] | None) -> str:
+    """``stable (9/10 agree)``; ``not assessed`` without alternatives."""
+    if not r or not r.get("total"):
+        return "not assessed"
+    return f"{r['label']} ({r['agree']}/{r['total']} agree)"
+
+
 def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
     rows = [
         (
             v["claim"],
             v["statement"],
             f"**{v['verdict']}**",
+            _robustness_line(v.get("robustness")),
             v["rule"],
             ", ".join(f"{k}={_num(x)}" for k, x in v["evidence"].items()),
         )
         for v in verdicts
     ]
-    return markdown_table(["claim", "statement", "verdict", "rule", "evidence"], rows)
+    header = ["claim", "statement", "verdict", "robustness", "rule", "evidence"]
+    return markdown_table(header, rows)
+
+
+def _robustness_table(verdicts: list[dict[str, Any]]) -> str:
+    """Per claim: the verdict, stable/fragile, and every alternative that disagrees."""
+    rows = []
+    for v in verdicts:
+        r = v.get("robustness")
+        if v["verdict"] == "not run":
+            continue
+        disagree = "; ".join(f"{a}: {d}" for a, d in (r or {}).get("disagreeing", {}).items())
+        fraction = r.get("fraction") if r else None
+        rows.append(
+            (
+                v["claim"],
+                f"**{v['verdict']}**",
+                (r or {}).get("label", "not assessed"),
+                "–" if fraction is None else f"{r['agree']}/{r['total']} ({fraction:.0%})",
+                ", ".join((r or {}).get("alternatives", {})) or "–",
+                disagree or "none",
+            )
+        )
+    if not rows:
+        return ""
+    header = ["claim", "verdict", "robustness", "agreeing", "alternatives tried", "disagreeing"]
+    return (
+        "## Robustness of the verdicts\n\n"
+        "Each verdict recomputed by the same rule under the alternatives a reviewer would "
+        "ask for (each leave-one-seed-out subset, the other parametrisation, thresholds and "
+        "margins one step stricter and looser, the widest width dropped). **stable**: at "
+        f"least {robustness.STABLE_FRACTION:.0%} of the alternatives agree and none reaches "
+        "the opposite decision; **fragile** otherwise.\n\n" + markdown_table(header, rows)
+    )
 
 
 def _study_section(name: str, summary: dict[str, Any] | None) -> str:
@@ -158,6 +200,7 @@ def render_report(
         "# ntk-limits: report\n",
         f"Date: {date}. Profile(s): {', '.join(profiles)}.\n",
         "## Claims\n\n" + _verdict_table(verdicts),
+        _robustness_table(verdicts),
         *(_study_section(n, summaries.get(n)) for n in names),
     ]
     if bench is not None:
@@ -183,6 +226,6 @@ def write_report(workdir: str | os.PathLike) -> tuple[Path, Path]:
     report = store.write_text_atomic(
         workdir / "REPORT.md", render_report(summaries, verdicts, bench)
     )
-    fields = ("claim", "statement", "verdict", "rule", "evidence", "profile", "study")
+    fields = ("claim", "statement", "verdict", "rule", "evidence", "robustness", "profile", "study")
     rows = [{k: v.get(k) for k in fields} for v in verdicts]
     return report, store.write_json_atomic(workdir / "verdicts.json", rows)

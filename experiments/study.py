@@ -30,6 +30,8 @@ class Verdict(NamedTuple):
       verdict: ``"holds"``, ``"fails"``, ``"inconclusive"`` or ``"not run"``.
       rule: how the numbers were turned into the verdict, in one sentence.
       evidence: the measured numbers the rule was applied to.
+      robustness: the same rule under a reviewer's alternatives
+        (:func:`ntk_limits_experiments.robustness.assess`); ``None`` if not assessed.
     """
 
     claim: str
@@ -37,6 +39,7 @@ class Verdict(NamedTuple):
     verdict: str
     rule: str
     evidence: dict[str, Any]
+    robustness: dict[str, Any] | None = None
 
 
 class Summary(NamedTuple):

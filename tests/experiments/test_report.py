@@ -26,6 +26,7 @@ def test_report_without_results_lists_every_claim_as_not_run(tmp_path):
         "verdict",
         "rule",
         "evidence",
+        "robustness",
         "profile",
         "study",
     }
