@@ -26,6 +26,8 @@ def _relu_arccos_kernels(x, depth, w_std, b_std):
         d = np.sqrt(np.diag(k))
         cos = np.clip(k / np.outer(d, d), -1.0, 1.0)
         theta = np.arccos(cos)
+        np.fill_diagonal(theta, 0.0)  # x = x' exactly (arccos of a rounded 1 is not 0)
+        np.fill_diagonal(cos, 1.0)
         e_phi = np.outer(d, d) / (2 * np.pi) * (np.sin(theta) + (np.pi - theta) * cos)
         e_dphi = (np.pi - theta) / (2 * np.pi)
         k = w_std**2 * e_phi + b_std**2
@@ -33,16 +35,61 @@ def _relu_arccos_kernels(x, depth, w_std, b_std):
     return k, ntk
 
 
-@pytest.mark.parametrize("depth", [1, 3])
+def _max_relative_error(kernel, ref) -> float:
+    """Largest entry-wise error relative to the largest reference entry."""
+    return float(np.max(np.abs(np.asarray(kernel, np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
 def test_relu_mlp_kernels_match_arccos_closed_form(x64, depth):
     x = jax.random.normal(jax.random.key(0), (7, 5))
     arch = models.mlp(8, depth, 1, W_std=1.3, b_std=0.2)
     nngp, ntk = arch.kernel_fn(x, None, ("nngp", "ntk"))
     ref_nngp, ref_ntk = _relu_arccos_kernels(x, depth, 1.3, 0.2)
-    # Exact closed forms in float64; neural-tangents guards arccos/sqrt with tiny
-    # epsilons that compound over layers (measured 6e-9 relative at depth 3): 1e-7.
-    np.testing.assert_allclose(nngp, ref_nngp, rtol=1e-7)
-    np.testing.assert_allclose(ntk, ref_ntk, rtol=1e-7)
+    # Both sides exact closed forms in float64, diagonal included (measured 3e-15): 1e-12.
+    assert _max_relative_error(nngp, ref_nngp) < 1e-12
+    assert _max_relative_error(ntk, ref_ntk) < 1e-12
+
+
+def _mnist_images(n: int) -> np.ndarray:
+    from ntk_limits import data
+
+    ds = data.load("mnist5k", split="train", n=n, seed=0)
+    return np.asarray(ds.x, np.float32).reshape(n, -1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("inputs", ["gaussian", "mnist"])
+def test_relu_mlp_ntk_is_exact_in_float32_on_the_diagonal_too(depth, inputs):
+    """float32 kernel_fn vs the float64 closed form on the same float32 inputs.
+
+    Before the exact-diagonal layer the diagonal was off by 2e-4..6e-4 of the largest
+    entry on these MNIST images (the cosine of x with itself rounded one ulp below 1).
+    """
+    if inputs == "gaussian":
+        x = np.asarray(jax.random.normal(jax.random.key(0), (16, 20)), np.float32)
+    else:
+        x = _mnist_images(32)
+    arch = models.mlp(8, depth, 1)
+    nngp, ntk = jax.jit(lambda a: arch.kernel_fn(a, None, ("nngp", "ntk")))(x)
+    assert nngp.dtype == jnp.float32
+    ref_nngp, ref_ntk = _relu_arccos_kernels(x, depth, math.sqrt(2), 0.1)
+    # float32 rounding of the 784-term input Gram (measured 6.6e-7 of the largest entry
+    # on MNIST, 1.3e-7 on the Gaussian inputs) bounds the agreement: 1e-6.
+    assert _max_relative_error(nngp, ref_nngp) < 1e-6
+    assert _max_relative_error(ntk, ref_ntk) < 1e-6
+
+
+def test_standard_parametrisation_float32_kernel_matches_its_float64_self():
+    """No closed form is written here for SP; float64 neural-tangents is the reference."""
+    x = _mnist_images(16)
+    arch = models.mlp(64, 2, 1, parameterization="standard")
+    ntk32 = arch.kernel_fn(x, None, "ntk")
+    with jax.enable_x64(True):
+        ntk64 = arch.kernel_fn(np.asarray(x, np.float64), None, "ntk")
+    assert ntk64.dtype == jnp.float64
+    # Same algorithm at two precisions: float32 input-Gram rounding as above, 1e-6.
+    assert _max_relative_error(ntk32, np.asarray(ntk64)) < 1e-6
 
 
 def test_erf_nngp_matches_williams_closed_form(x64):

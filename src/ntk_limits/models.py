@@ -187,7 +187,7 @@ def build(network: Network) -> Architecture:
         for _ in range(network.depth):
             layers += [stax.Dense(network.width, **kw), _activation(network.activation)]
         layers.append(stax.Dense(network.out_dim, **kw))
-        return Architecture(*stax.serial(*layers), network)
+        return _with_exact_diagonal(layers, network)
     if network.kind == "cnn":
         layers = []
         for _ in range(network.depth):
@@ -206,6 +206,52 @@ def build(network: Network) -> Architecture:
     ]
     init_fn, apply_fn, kernel_fn = stax.serial(*layers)
     return Architecture(init_fn, apply_fn, _quiet_fan_in(kernel_fn), network)
+
+
+def _with_exact_diagonal(layers: list, network: Network) -> Architecture:
+    """``stax.serial(*layers)`` whose kernel keeps the exact diagonal at every layer.
+
+    The kernel comes from a second serial with :func:`_exact_diagonal` between the
+    layers, so the finite network's init (its PRNG splits) is that of ``layers`` alone.
+    """
+    init_fn, apply_fn, _ = stax.serial(*layers)
+    exact = [_exact_diagonal()]
+    for layer in layers:
+        exact += [layer, _exact_diagonal()]
+    return Architecture(init_fn, apply_fn, stax.serial(*exact)[2], network)
+
+
+@stax.layer
+def _exact_diagonal():
+    """A no-op layer whose kernel puts the exact variances on the kernel's diagonal.
+
+    For ``kernel_fn(x, None)``, neural-tangents carries the variances ``cov1`` (sums of
+    squares) beside the Gram ``nngp`` (a matmul); the two round differently, so a
+    diagonal entry's cosine ``nngp_ii / cov1_i`` comes out one ulp *below* 1. The ReLU
+    kernel's angle ``arccos`` then becomes ``√(2·ulp)`` ≈ 3e-4 instead of 0, and the NTK's
+    derivative factor ``(π − θ)/2π`` is off by ``θ/π`` ≈ 1e-4 relative: of the order of
+    ``λ_min/λ_max`` of the Grams the studies measure. Copying ``cov1`` onto the diagonal
+    makes the cosine exactly 1 there; later layers keep the two in step (the same
+    elementwise operations act on both). Off-diagonal entries and ``x2 is not None``
+    calls are untouched.
+    """
+
+    def init_fn(rng, input_shape):
+        return input_shape, ()
+
+    def apply_fn(params, inputs, **kwargs):
+        return inputs
+
+    def kernel_fn(k, **kwargs):
+        if k.cov2 is not None or not k.diagonal_batch or k.nngp is None or k.cov1 is None:
+            return k
+        n = k.cov1.shape[0]
+        if k.nngp.shape[:2] != (n, n) or k.nngp.shape[2:] != k.cov1.shape[1:]:
+            return k
+        i = jax.numpy.arange(n)
+        return k.replace(nngp=k.nngp.at[i, i].set(k.cov1))
+
+    return init_fn, apply_fn, kernel_fn
 
 
 def _activation(name: str):
