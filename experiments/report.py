@@ -98,13 +98,53 @@ def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
             v["statement"],
             f"**{v['verdict']}**",
             _robustness_line(v.get("robustness")),
-            v["rule"],
-            ", ".join(f"{k}={_num(x)}" for k, x in v["evidence"].items()),
+            f"{v['study']} ({v['profile']})" if v.get("profile") else str(v.get("study")),
         )
         for v in verdicts
     ]
-    header = ["claim", "statement", "verdict", "robustness", "rule", "evidence"]
+    header = ["claim", "statement", "verdict", "robustness", "decided by (profile)"]
     return markdown_table(header, rows)
+
+
+def _bullets(evidence: dict[str, Any], depth: int = 0) -> str:
+    """Nested bullet list: dicts become indented sub-lists, other values one line."""
+    out = []
+    for k, x in evidence.items():
+        pad = "  " * depth
+        if isinstance(x, dict) and x:
+            out.append(f"{pad}- `{k}`:\n{_bullets(x, depth + 1)}")
+        else:
+            out.append(f"{pad}- `{k}`: {markdown_cell(_num(x))}\n")
+    return "".join(out)
+
+
+def _rests_on(summary: dict[str, Any] | None) -> str:
+    """The scale and numerics a verdict was measured at: profile, runs, dtypes, devices."""
+    if not summary:
+        return "no stored study summary"
+    envs = summary.get("environments", [])
+    dtypes = sorted({e.get("dtype", "?") for e in envs}) or ["?"]
+    devices = sorted({"{platform}/{kind}".format(**e["device"]) for e in envs if "device" in e})
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.get("status_counts", {}).items()))
+    return (
+        f"profile `{summary.get('profile')}`, {summary.get('n_runs', 0)} runs ({counts}), "
+        f"default dtype {', '.join(dtypes)} (float64 where the study says so), "
+        f"device {', '.join(devices) or '?'}"
+    )
+
+
+def _evidence_sections(verdicts: list[dict[str, Any]], summaries: dict[str, dict[str, Any]]) -> str:
+    """Per decided claim: its rule as stated before the data, what it rests on, the numbers."""
+    parts = []
+    for v in verdicts:
+        if v["verdict"] == "not run":
+            continue
+        parts.append(
+            f"### {v['claim']}: {v['verdict']}\n\n**Rule.** {v['rule']}\n\n"
+            f"**Rests on.** {_rests_on(summaries.get(v.get('study')))}.\n\n"
+            f"**Evidence.**\n\n{_bullets(v['evidence'])}"
+        )
+    return "## Rules and evidence\n\n" + "\n".join(parts) if parts else ""
 
 
 def _robustness_table(verdicts: list[dict[str, Any]]) -> str:
@@ -201,6 +241,7 @@ def render_report(
         f"Date: {date}. Profile(s): {', '.join(profiles)}.\n",
         "## Claims\n\n" + _verdict_table(verdicts),
         _robustness_table(verdicts),
+        _evidence_sections(verdicts, summaries),
         *(_study_section(n, summaries.get(n)) for n in names),
     ]
     if bench is not None:
