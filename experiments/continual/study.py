@@ -195,7 +195,7 @@ def summarize(config: ContinualConfig, records: list[dict], outdir) -> Summary:
     frame = analysis.frame(records)
     figures = plots.all_figures(frame, outdir)
     slopes = analysis.slopes(frame)
-    verdict = analysis.verdict(slopes, config)
+    verdict = analysis.verdict(frame, config)
     tables = {
         "continual: forgetting vs width": analysis.width_table(frame, "forgetting"),
         "continual: average accuracy vs width": analysis.width_table(frame, "average_accuracy"),
