@@ -76,7 +76,8 @@ def _infinite_rows(rec: dict) -> list[dict]:
          **{k: m[k][i] for k in _SCALARS},
          "train_accuracy": float(np.mean(m["train_accuracy"][i])),
          "min_train_accuracy": float(np.min(m["train_accuracy"][i])),
-         "reached_target": np.nan, "epochs": np.nan, "kernel_drift": 0.0}
+         "reached_target": np.nan, "epochs": np.nan, "kernel_drift": 0.0,
+         "float32_accuracy_change": m.get("float32_accuracy_change", [np.nan] * (i + 1))[i]}
         for i, label in enumerate(m["labels"])
     ]  # fmt: skip
 
@@ -221,5 +222,11 @@ def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: Continual
             e = ev.get(b, {}).get(p)
             if e:
                 parts.append(_benchmark_text(b, p, e))
+    inf = df[df["kind"] == "infinite"]
+    if len(inf) and inf["float32_accuracy_change"].notna().any():
+        parts.append(
+            "Infinite-width kernel regression solved in float64; a float32 solve would change "
+            f"its test accuracies by at most {inf['float32_accuracy_change'].max():.4f}."
+        )
     parts.append(f"C4 verdict: **{v.verdict}**.")
     return " ".join(parts)

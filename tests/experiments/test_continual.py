@@ -59,6 +59,8 @@ def test_smoke_runs_are_ok_and_metrics_well_formed(smoke):
     assert inf["labels"] == ["t=10", "t=∞"] and inf["n_train_per_task"] == 20
     assert np.shape(inf["accuracy"]) == (2, 5, 5)
     np.testing.assert_array_equal(inf["train_accuracy"][-1], 1.0)  # converged: interpolates
+    assert inf["solve_dtype"] == "float64" and len(inf["float32_accuracy_change"]) == 2
+    assert all(0 <= c <= 1 for c in inf["float32_accuracy_change"])
 
 
 def test_smoke_summary_decides_the_study_claims(smoke):
