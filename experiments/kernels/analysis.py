@@ -15,7 +15,6 @@ __all__ = [
     "rms",
     "series",
     "slope_table",
-    "slopes",
     "text",
     "width_table",
 ]
@@ -78,19 +77,6 @@ def width_table(groups) -> str:
             ))  # fmt: skip
     header = ["arch", "param", "width", "rel. error RMS (min–max)", "alignment", "λ_min ratio"]
     return markdown_table([*header, "seeds"], rows)
-
-
-def slopes(groups) -> dict[str, dict]:
-    """Per (arch, parametrization): widths, RMS errors, fitted slope and its seed bootstrap."""
-    out = {}
-    for (arch, param), rows in groups.items():
-        w, err = np.array([r[0] for r in rows]), series(rows, "rel_error")
-        entry = {"widths": w.tolist(), "rms_rel_error": rms(err).tolist()}
-        if len(rows) >= 2:
-            lo, hi = bootstrap_interval(w, err)
-            entry.update(slope=fit_loglog_slope(w, rms(err)), slope_5=lo, slope_95=hi)
-        out[label(arch, param)] = entry
-    return out
 
 
 def slope_table(evidence: dict) -> str:
