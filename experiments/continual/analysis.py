@@ -3,7 +3,8 @@
 Average forgetting (``ntk_limits.continual.average_forgetting``), with tasks ``0..T-1``:
 ``F = mean_{j<T-1} (max_{k<T-1} a[k, j] − a[T-1, j])``. The slope of ``F`` against
 ``log2(width)`` is fitted per seed (least squares over widths); its mean, seed standard
-deviation and standard error ``SE = std/sqrt(seeds)`` decide the verdict.
+deviation and standard error ``SE = std/sqrt(seeds)`` are tabulated; the C4 rule is in
+``verdict.py``.
 """
 
 import math
@@ -11,7 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ntk_limits_experiments import claims, common
+from ntk_limits_experiments import common
+from ntk_limits_experiments.continual import verdict as c4
 from ntk_limits_experiments.continual.config import ContinualConfig
 from ntk_limits_experiments.study import Verdict
 
@@ -24,6 +26,7 @@ __all__ = [
     "text",
     "time_label",
     "verdict",
+    "verdict_choices",
     "width_table",
 ]
 
@@ -44,10 +47,12 @@ def time_label(t: float) -> str:
 
 def _network_rows(rec: dict) -> list[dict]:
     spec, m = rec["spec"], rec["metrics"]
+    # every setting is measured against the train-until target (NaN: no such setting)
+    goals = [s["target_accuracy"] for s in spec["settings"] if s["target_accuracy"] <= 1]
+    goal = max(goals) if goals else np.nan
     rows = []
     for par, d in m["parameterizations"].items():
         for i, label in enumerate(m["settings"]):
-            target = spec["settings"][i]["target_accuracy"]
             for s, seed in enumerate(spec["seeds"]):
                 train = np.asarray(d["train_accuracy"][i][s])
                 drift = np.mean(d["kernel_drift"][i][s]) if "kernel_drift" in d else np.nan
@@ -57,7 +62,7 @@ def _network_rows(rec: dict) -> list[dict]:
                     "width": spec["network"]["width"], "seed": seed,
                     **{k: d[k][i][s] for k in _SCALARS},
                     "train_accuracy": float(train.mean()), "min_train_accuracy": float(train.min()),
-                    "reached_target": float(np.mean(train >= target)) if target <= 1 else np.nan,
+                    "reached_target": float(np.mean(train >= goal)) if goals else np.nan,
                     "epochs": float(np.mean(d["epochs"][i][s])), "kernel_drift": float(drift),
                 })  # fmt: skip
     return rows
@@ -71,7 +76,8 @@ def _infinite_rows(rec: dict) -> list[dict]:
          **{k: m[k][i] for k in _SCALARS},
          "train_accuracy": float(np.mean(m["train_accuracy"][i])),
          "min_train_accuracy": float(np.min(m["train_accuracy"][i])),
-         "reached_target": np.nan, "epochs": np.nan, "kernel_drift": 0.0}
+         "reached_target": np.nan, "epochs": np.nan, "kernel_drift": 0.0,
+         "float32_accuracy_change": m.get("float32_accuracy_change", [np.nan] * (i + 1))[i]}
         for i, label in enumerate(m["labels"])
     ]  # fmt: skip
 
@@ -115,62 +121,19 @@ def slopes(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _significant(row, sigmas: float) -> tuple[bool, bool]:
-    """(significantly negative, significantly positive) slope: beyond ``sigmas`` SE of 0."""
-    if not np.isfinite(row["slope_se"]):
-        return False, False
-    return row["slope"] + sigmas * row["slope_se"] < 0, row["slope"] - sigmas * row["slope_se"] > 0
+def verdict_choices(config: ContinualConfig) -> dict:
+    """The C4 rule's choices (keywords of ``verdict.decide_c4``) as the config states them."""
+    return {
+        "parameterizations": tuple(config.parameterizations), "seeds": tuple(config.seeds),
+        "margin_fraction": config.c4_margin_fraction,
+        "reached_fraction": config.c4_reached_fraction, "alpha": config.c4_alpha,
+        "drop_widest": False,
+    }  # fmt: skip
 
 
-def _benchmark_outcome(rows: pd.DataFrame, sigmas: float) -> tuple[str, dict]:
-    rows = rows.sort_values("setting_index")
-    under, trained = rows.iloc[0], rows.iloc[-1]
-    under_neg, _ = _significant(under, sigmas)
-    trained_neg, _ = _significant(trained, sigmas)
-    if len(rows) < 2:
-        outcome = "inconclusive"
-    elif trained_neg:
-        outcome = "fails"
-    else:
-        outcome = "holds" if under_neg else "inconclusive"
-    b = under["benchmark"]
-    evidence = {f"{b}.outcome": outcome}
-    for name, r in (("undertrained", under), ("trained", trained)):
-        evidence.update({
-            f"{b}.{name}.setting": r["setting"], f"{b}.{name}.slope": r["slope"],
-            f"{b}.{name}.slope_se": r["slope_se"], f"{b}.{name}.slope_std": r["slope_std"],
-            f"{b}.{name}.train_acc": r["train_accuracy"],
-            f"{b}.{name}.F_narrow": r["forgetting_narrow"],
-            f"{b}.{name}.F_wide": r["forgetting_wide"],
-        })  # fmt: skip
-    return outcome, evidence
-
-
-def verdict(slope_df: pd.DataFrame, config: ContinualConfig) -> Verdict:
-    """C4 from the finite networks of ``config.verdict_parameterization``."""
-    sigmas, par = config.slope_sigmas, config.verdict_parameterization
-    rule = (
-        f"per benchmark ({par} parametrization, finite nets): slope of forgetting vs log2 width "
-        f"fitted per seed; significant if |mean| > {sigmas:g}·SE over seeds. holds if the "
-        "under-trained (fewest epochs) slope is significantly negative and the trained "
-        "(train-until) slope is not; fails if the trained slope is significantly negative; "
-        "inconclusive if neither is. Overall: fails if any benchmark fails, holds if all hold."
-    )
-    if not len(slope_df):
-        return claims.verdict("C4", "inconclusive", rule, {"reason": "no finished runs"})
-    sel = slope_df[(slope_df["kind"] == "finite") & (slope_df["parameterization"] == par)]
-    outcomes, evidence = [], {}
-    for _, rows in sel.groupby("benchmark", sort=False):
-        outcome, ev = _benchmark_outcome(rows, sigmas)
-        outcomes.append(outcome)
-        evidence.update(ev)
-    if "fails" in outcomes:
-        decision = "fails"
-    elif outcomes and all(o == "holds" for o in outcomes):
-        decision = "holds"
-    else:
-        decision = "inconclusive"
-    return claims.verdict("C4", decision, rule, evidence)
+def verdict(df: pd.DataFrame, config: ContinualConfig) -> Verdict:
+    """C4 from the finite networks of ``df`` (:func:`frame`) by ``verdict.RULE``."""
+    return c4.verdict_c4(df, verdict_choices(config))
 
 
 def _pm(values: pd.Series) -> str:
@@ -228,6 +191,20 @@ def slope_table(slope_df: pd.DataFrame) -> str:
     return common.markdown_table(header, rows)
 
 
+def _benchmark_text(benchmark: str, par: str, e: dict) -> str:
+    def one(name):
+        d = e[name]
+        lo, hi = d.get("ci", [math.nan, math.nan])
+        return (f"{d['estimate']:+.4f} [{lo:+.4f}, {hi:+.4f}] ({d['setting']}, "
+                f"{d['reached_target']:.0%} of runs at the target: {d['call']})")  # fmt: skip
+
+    why = f" ({e['inconclusive_reason']})" if e["inconclusive_reason"] else ""
+    return (
+        f"{benchmark}, {par}: slope of F per width doubling (95 % interval) {one('undertrained')} "
+        f"vs {one('trained')}; margin δ = {e['margin']:.4f}: {e['outcome']}{why}."
+    )
+
+
 def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: ContinualConfig) -> str:
     """A short markdown paragraph: what was run and what was seen."""
     if not len(df):
@@ -241,16 +218,15 @@ def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: Continual
         "F = mean_{j<T-1}(max_{k<T-1} a[k,j] − a[T-1,j])."
     ]
     for b in config.benchmarks:
-        if f"{b}.outcome" in ev:
-            parts.append(
-                f"{b}: slope of F per doubling of width {ev[f'{b}.undertrained.slope']:+.4f} "
-                f"(SE {ev[f'{b}.undertrained.slope_se']:.4f}) when under-trained "
-                f"({ev[f'{b}.undertrained.setting']}, train acc "
-                f"{ev[f'{b}.undertrained.train_acc']:.3f}) vs "
-                f"{ev[f'{b}.trained.slope']:+.4f} (SE {ev[f'{b}.trained.slope_se']:.4f}) "
-                "when trained "
-                f"({ev[f'{b}.trained.setting']}, train acc {ev[f'{b}.trained.train_acc']:.3f}): "
-                f"{ev[f'{b}.outcome']}."
-            )
+        for p in config.parameterizations:
+            e = ev.get(b, {}).get(p)
+            if e:
+                parts.append(_benchmark_text(b, p, e))
+    inf = df[df["kind"] == "infinite"]
+    if len(inf) and inf["float32_accuracy_change"].notna().any():
+        parts.append(
+            "Infinite-width kernel regression solved in float64; a float32 solve would change "
+            f"its test accuracies by at most {inf['float32_accuracy_change'].max():.4f}."
+        )
     parts.append(f"C4 verdict: **{v.verdict}**.")
     return " ".join(parts)

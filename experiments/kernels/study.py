@@ -20,6 +20,7 @@ from ntk_limits import data, kernels, models
 from ntk_limits_experiments.common import compile_jit
 from ntk_limits_experiments.config import Config, field
 from ntk_limits_experiments.kernels import analysis, plots
+from ntk_limits_experiments.kernels import verdict as c5
 from ntk_limits_experiments.kernels.config import PROFILES, KernelsConfig
 from ntk_limits_experiments.study import Study, Summary
 
@@ -34,6 +35,7 @@ __all__ = [
     "kernel_metrics",
     "load_inputs",
     "summarize",
+    "verdict_choices",
 ]
 
 
@@ -175,15 +177,21 @@ def execute(spec: KernelsSpec, progress) -> dict:
     }
 
 
+def verdict_choices(config: KernelsConfig) -> dict:
+    """The C5 rule's choices (keywords of ``verdict.decide_c5``) as the config states them."""
+    return {"seeds": tuple(config.seeds), "keep_seeds": None,
+            "parameterizations": tuple(config.parameterizations), "margin": config.c5_margin,
+            "min_widths": 3, "drop_widest": False}  # fmt: skip
+
+
 def summarize(config: KernelsConfig, records: list[dict], outdir) -> Summary:
     """Error-vs-width and spectrum figures, per-width and slope tables, the C5 verdict."""
     groups = analysis.group_records(records)
-    fits = analysis.slopes(groups)
-    verdict = analysis.c5_verdict(fits, config.slope_lo, config.slope_hi)
+    verdict = c5.verdict_c5(groups, verdict_choices(config))
     figures = plots.figures(groups, outdir) if groups else []
     tables = {
         "kernel error by width": analysis.width_table(groups),
-        "fitted slopes": analysis.slope_table(fits, config.slope_lo, config.slope_hi),
+        "fitted slopes": analysis.slope_table(verdict.evidence),
     }
     return Summary(figures, tables, [verdict], analysis.text(config, groups, verdict))
 

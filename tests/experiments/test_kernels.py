@@ -1,6 +1,7 @@
 """The kernels study (C5): its helpers against independent references, and a smoke run."""
 
 import io
+import json
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +10,9 @@ import pytest
 
 from ntk_limits import models
 from ntk_limits.kernels import empirical_ntk_fn
-from ntk_limits_experiments import claims, runner
+from ntk_limits_experiments import claims, runner, store
 from ntk_limits_experiments.kernels import analysis, study
+from ntk_limits_experiments.kernels import verdict as c5
 
 
 def test_empirical_ntks_match_the_reference_algorithm():
@@ -41,32 +43,6 @@ def test_kernel_metrics_against_direct_formulas():
         assert m["lambda_min_ratio"][s] == pytest.approx(lam, rel=1e-10)
 
 
-def _records(slope: float, widths=(32, 128, 512), arch="mlp"):
-    rng = np.random.default_rng(0)
-    out = []
-    for w in widths:
-        err = (w**slope) * np.exp(0.01 * rng.normal(size=4))
-        metrics = {"hidden_width": w, "rel_error": err.tolist(), "alignment": [0.99] * 4,
-                   "lambda_min_ratio": [1.0] * 4, "data": "synthetic"}  # fmt: skip
-        spec = {"network": {"kind": arch, "parameterization": "ntk", "width": w}}
-        out.append({"spec": spec, "metrics": metrics, "status": "ok"})
-    return out
-
-
-@pytest.mark.parametrize(
-    ("slope", "widths", "verdict"),
-    [(-0.5, (32, 128, 512), "holds"), (-0.1, (32, 128, 512), "fails"),
-     (-1.0, (32, 128, 512), "fails"), (-0.5, (32, 128), "inconclusive")],
-)  # fmt: skip
-def test_c5_rule(slope, widths, verdict):
-    v = analysis.c5_verdict(
-        analysis.slopes(analysis.group_records(_records(slope, widths))), -0.8, -0.3
-    )
-    assert v.claim == "C5" and v.verdict == verdict
-    fitted = v.evidence["MLP NTP"]["slope"]
-    assert fitted == pytest.approx(slope, abs=0.03)  # 1 % multiplicative noise on 2-3 points
-
-
 def test_fit_loglog_slope_of_a_power_law():
     w = np.array([8.0, 64.0, 512.0])
     assert analysis.fit_loglog_slope(w, 3.0 * w**-0.5) == pytest.approx(-0.5, abs=1e-12)
@@ -75,7 +51,7 @@ def test_fit_loglog_slope_of_a_power_law():
 @pytest.mark.parametrize(
     ("override", "message"),
     [("mlp_widths=0,4", "mlp_widths must be"), ("parameterizations=mup", "parameterizations"),
-     ("slope_lo=-0.1", "slope_lo must be below"), ("seeds=1,1", "distinct"),
+     ("c5_margin=0.5", "c5_margin must be"), ("seeds=1,1", "distinct"),
      ("wrn_depth=12", r"wrn_depth must be 6n\+4"), ("mlp_widths=;cnn_widths=", "no width to run")],
 )  # fmt: skip
 def test_validate_rejects_bad_configs(override, message):
@@ -106,14 +82,25 @@ def test_smoke_run_through_the_runner(tmp_path):
         assert (out / name).stat().st_size > 0
     summary = study.STUDY.summarize(cfg, records, out)
     (v,) = summary.verdicts
-    assert (v.claim,) == claims.of_study("kernels") and v.verdict in (
-        "holds",
-        "fails",
-        "inconclusive",
+    assert (v.claim,) == claims.of_study("kernels") and v.rule and summary.text
+    # the stored evidence is the rule applied to the stored runs, group by group
+    groups = analysis.group_records(records)
+    again = c5.evidence_c5(groups, **study.verdict_choices(cfg))
+    assert again.pop("decision") == v.verdict
+    assert json.loads(json.dumps(store.to_jsonable(again))) == json.loads(
+        json.dumps(store.to_jsonable(v.evidence))
     )
-    assert v.rule and v.evidence and summary.text
-    mlp = [np.sqrt(np.mean(np.square(r["metrics"]["rel_error"]))) for r in records[:3]]
-    assert mlp[2] < mlp[0]  # widths 16 -> 256: the error falls ~4x, far beyond seed noise
+    mlp = v.evidence["MLP NTP"]
+    want = [np.sqrt(np.mean(np.square(r["metrics"]["rel_error"]))) for r in records[:3]]
+    np.testing.assert_allclose(mlp["rms_rel_error"], want, rtol=1e-12)
+    assert mlp["widths"] == [16, 64, 256] and mlp["slope_5"] <= mlp["slope"] <= mlp["slope_95"]
+    assert mlp["rms_rel_error"][2] < mlp["rms_rel_error"][0]  # 16 -> 256: ~4x, beyond noise
+    assert v.evidence["CNN NTP"]["call"] == "undecided"  # one CNN width: no slope
+    assert v.verdict == "inconclusive" and "CNN NTP" in v.evidence["inconclusive_reason"]
+    assert set(v.robustness["alternatives"]) == {
+        "without seed 0", "without seed 1", "without seed 2", "margin 0.2 (stricter)",
+        "margin 0.3 (looser)", "widest width dropped",
+    }  # fmt: skip
 
     calls = []
     counting = study.STUDY._replace(execute=lambda s, p: calls.append(s))

@@ -108,4 +108,4 @@ def head_outputs(f: jax.Array, offset: jax.Array, head_size: int) -> jax.Array:
 
 def accuracy(f: jax.Array, y: jax.Array) -> jax.Array:
     """Fraction of rows of ``f: (n, c)`` whose argmax is the label ``y: (n,)``; a scalar."""
-    return jnp.mean(jnp.argmax(f, -1) == y)
+    return jnp.mean(jnp.argmax(f, -1).astype(y.dtype) == y)  # int64 argmax under x64
