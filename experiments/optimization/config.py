@@ -121,8 +121,8 @@ PROFILES = profiles(
     embedded=OptimizationConfig(
         profile="embedded", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=4, n_train=32,
         mlp_widths=(16, 128, 1024), cnn_widths=(8, 32), wrn_ks=(),
-        conv_parameterizations=("ntk",), seeds=(0, 1),
-        ngd_steps=12, gd_steps=100, num_checkpoints=3,
+        conv_parameterizations=("ntk",), seeds=(0, 1, 2),
+        ngd_steps=12, gd_steps=300, num_checkpoints=3,
     ),
     paper=OptimizationConfig(
         profile="paper", mlp_dataset="mnist", conv_dataset="cifar10", pool=1, n_train=256,
