@@ -24,14 +24,19 @@ import numpy as np
 
 from ntk_limits_experiments import common
 from ntk_limits_experiments.optimization.config import OptimizationConfig
-from ntk_limits_experiments.optimization.verdict import (
-    PRACTICAL_WIDTH,
-    m_steps,
-    per_seed_c1,
-    per_seed_delivered,
-)
+from ntk_limits_experiments.optimization.verdict import PRACTICAL_WIDTH
 
-__all__ = ["conditions_table", "rows_from_records", "speed_table", "text"]
+__all__ = [
+    "conditions_table",
+    "delivered",
+    "m_steps",
+    "per_seed_c1",
+    "per_seed_delivered",
+    "rows_from_records",
+    "speed_table",
+    "text",
+]
+SECTIONS = ("ngd", "gd", "adam")  # the trajectories whose checkpoints C1 reads
 
 _FAMILY_LABEL = {"mlp": "MLP depth {d}", "cnn": "CNN depth {d}", "wrn": "WRN-{d}"}
 
@@ -41,6 +46,69 @@ def _arr(values) -> np.ndarray:
     if isinstance(values, list):
         return np.asarray([_arr(v) for v in values], float)
     return np.asarray(np.nan if values is None else values, float)
+
+
+def m_steps(m: dict, name: str) -> int:
+    """Number of steps a trajectory ran (its loss curve has one more entry)."""
+    return np.shape(m[name]["loss"])[-1] - 1
+
+
+def _by_seed(a: np.ndarray) -> np.ndarray:
+    """``(L, S, C)`` (NGD) or ``(S, C)`` -> ``(S, ·)``: every checkpoint of a seed in a row."""
+    return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1) if a.ndim == 3 else a
+
+
+def per_seed_c1(m: dict) -> dict:
+    """Per seed ``(S,)``: ``R``, ``C′`` max inside the ball and overall, checkpoint counts.
+
+    ``C′ = 3‖ΔJ‖₂/√λ₀`` and ``R = 3‖y−u₀‖₂/√λ₀`` use ``λ₀``'s float64 value or, where it
+    is unresolved, its upper bound (``c_exact`` False: both are then lower bounds, and the
+    ball of radius ``R`` lies inside the true one).
+    """
+    lam = _arr(m["lambda_zero_upper"])
+    dj = np.concatenate([_by_seed(_arr(m[s]["jacobian_change_spectral"])) for s in SECTIONS], 1)
+    dist = np.concatenate([_by_seed(_arr(m[s]["param_distance"])) for s in SECTIONS], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        radius = np.where(lam > 0, 3.0 * _arr(m["residual0_norm"]) / np.sqrt(lam), np.inf)
+        c = np.where(lam[:, None] > 0, 3.0 * dj / np.sqrt(lam)[:, None], np.inf * dj)
+    inside = dist <= radius[:, None]
+    return {
+        "radius": radius,
+        "c_in": _nanmax(np.where(inside, c, np.nan)),
+        "c_all": _nanmax(c),
+        "n_in_ball": inside.sum(axis=1),
+        "n_checkpoints": np.isfinite(dist).sum(axis=1),
+        "c_exact": np.asarray(m["lambda_zero_exact"], bool),
+        "lambda_zero": lam,
+    }
+
+
+def _interval(steps, limit: int) -> tuple[float, float]:
+    """Steps-to-threshold as an interval: ``[T, T]``, or ``[limit + 1, inf]`` if not reached."""
+    return (float(steps), float(steps)) if steps >= 0 else (limit + 1.0, math.inf)
+
+
+def delivered(m: dict, i_ngd: int, seed: int, tau: str) -> tuple[float, float]:
+    """Interval of ``(T_GD/T_NGD)_measured / (T_GD/T_NGD)_predicted`` for one seed at ``τ``.
+
+    NaN where the kernel regime predicts no finite step count.
+    """
+    gd = _interval(m["gd"]["steps_at"][tau][seed], m_steps(m, "gd"))
+    ngd = _interval(m["ngd"]["steps_at"][tau][i_ngd][seed], m_steps(m, "ngd"))
+    gd_pred = m["gd"]["pred_steps_at"][tau][seed]
+    ngd_pred = m["ngd"]["pred_steps_at"][tau][i_ngd][seed]
+    if gd_pred < 0 or ngd_pred <= 0:
+        return math.nan, math.nan
+    predicted = gd_pred / ngd_pred
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = gd[0] / ngd[1], gd[1] / ngd[0]
+    return lo / predicted, hi / predicted
+
+
+def per_seed_delivered(m: dict, i_ngd: int) -> dict[str, list[tuple[float, float]]]:
+    """``{τ: [(lo, hi) per seed]}`` at every stored threshold (see :func:`delivered`)."""
+    seeds = range(len(m["lambda_min"]))
+    return {tau: [delivered(m, i_ngd, s, tau) for s in seeds] for tau in m["gd"]["steps_at"]}
 
 
 def _median(a) -> float:

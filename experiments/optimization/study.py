@@ -119,7 +119,7 @@ def _run(arch: models.Architecture, spec: OptimizationRun, x, y):
         program = build_program(arch.apply_fn, x, y, spec)
         out, compile_s, run_s = _timed(program, options, params0)
         start = time.perf_counter()
-        grams_f64 = _grams_f64(arch, x, params0, common.cpu_compile_options(0))
+        grams_f64 = _grams_f64(arch, x, params0, options)
     out = jax.tree_util.tree_map(np.asarray, out)
     out["grams0_f64"] = grams_f64
     out["num_params"] = models.num_params(_tree_index(params0, 0))

@@ -5,8 +5,10 @@ summary rows of :func:`ntk_limits_experiments.optimization.analysis.rows_from_re
 every choice of its rule as a keyword, and returns ``"holds"``, ``"fails"`` or
 ``"inconclusive"``; ``evidence_c1`` / ``evidence_c2`` return the numbers behind it, and
 ``verdict_c1`` / ``verdict_c2`` add the robustness check
-(:mod:`ntk_limits_experiments.robustness`). The rows' per-seed inputs come from
-:func:`per_seed_c1` and :func:`per_seed_delivered`, computed from the stored metrics.
+(:mod:`ntk_limits_experiments.robustness`). The rows' per-seed inputs (``c1``,
+``delivered_at``, ``resolved32``) are computed from the stored metrics by
+:func:`ntk_limits_experiments.optimization.analysis.per_seed_c1` and
+:func:`~ntk_limits_experiments.optimization.analysis.per_seed_delivered`.
 """
 
 import math
@@ -23,12 +25,8 @@ __all__ = [
     "PRACTICAL_WIDTH",
     "decide_c1",
     "decide_c2",
-    "delivered",
     "evidence_c1",
     "evidence_c2",
-    "m_steps",
-    "per_seed_c1",
-    "per_seed_delivered",
     "verdict_c1",
     "verdict_c2",
 ]
@@ -36,7 +34,6 @@ __all__ = [
 # The widest networks called practical here (hidden units; channels; WRN multiplier k).
 PRACTICAL_WIDTH = {"mlp": 4096, "cnn": 1024, "wrn": 16}
 C2_TAUS = ("0.1", "0.01", "0.001")
-SECTIONS = ("ngd", "gd", "adam")  # the trajectories whose checkpoints C1 reads
 
 C1_RULE = (
     "Per practical run (MLP ≤ 4096 units, CNN ≤ 1024 channels, WRN k ≤ 16) and seed: "
@@ -74,78 +71,6 @@ def _arr(values) -> np.ndarray:
     if isinstance(values, list):
         return np.asarray([_arr(v) for v in values], float)
     return np.asarray(np.nan if values is None else values, float)
-
-
-def m_steps(m: dict, name: str) -> int:
-    """Number of steps a trajectory ran (its loss curve has one more entry)."""
-    return np.shape(m[name]["loss"])[-1] - 1
-
-
-# ---------------------------------------------------------------- per-seed measurements
-
-
-def _by_seed(a: np.ndarray) -> np.ndarray:
-    """``(L, S, C)`` (NGD) or ``(S, C)`` -> ``(S, ·)``: every checkpoint of a seed in a row."""
-    return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1) if a.ndim == 3 else a
-
-
-def per_seed_c1(m: dict) -> dict:
-    """Per seed ``(S,)``: ``R``, ``C′`` max inside the ball and overall, checkpoint counts.
-
-    ``C′ = 3‖ΔJ‖₂/√λ₀`` and ``R = 3‖y−u₀‖₂/√λ₀`` use ``λ₀``'s float64 value or, where it
-    is unresolved, its upper bound (``c_exact`` False: both are then lower bounds, and the
-    ball of radius ``R`` lies inside the true one).
-    """
-    lam = _arr(m["lambda_zero_upper"])
-    dj = np.concatenate([_by_seed(_arr(m[s]["jacobian_change_spectral"])) for s in SECTIONS], 1)
-    dist = np.concatenate([_by_seed(_arr(m[s]["param_distance"])) for s in SECTIONS], 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        radius = np.where(lam > 0, 3.0 * _arr(m["residual0_norm"]) / np.sqrt(lam), np.inf)
-        c = np.where(lam[:, None] > 0, 3.0 * dj / np.sqrt(lam)[:, None], np.inf * dj)
-    inside = dist <= radius[:, None]
-    return {
-        "radius": radius,
-        "c_in": _nanmax(np.where(inside, c, np.nan)),
-        "c_all": _nanmax(c),
-        "n_in_ball": inside.sum(axis=1),
-        "n_checkpoints": np.isfinite(dist).sum(axis=1),
-        "c_exact": np.asarray(m["lambda_zero_exact"], bool),
-        "lambda_zero": lam,
-    }
-
-
-def _nanmax(a: np.ndarray) -> np.ndarray:
-    """Row-wise max ignoring NaN; NaN for an all-NaN row (no warning)."""
-    every = np.all(np.isnan(a), axis=-1)
-    return np.where(every, np.nan, np.max(np.where(np.isnan(a), -np.inf, a), axis=-1))
-
-
-def _interval(steps, limit: int) -> tuple[float, float]:
-    """Steps-to-threshold as an interval: ``[T, T]``, or ``[limit + 1, inf]`` if not reached."""
-    return (float(steps), float(steps)) if steps >= 0 else (limit + 1.0, math.inf)
-
-
-def delivered(m: dict, i_ngd: int, seed: int, tau: str) -> tuple[float, float]:
-    """Interval of ``(T_GD/T_NGD)_measured / (T_GD/T_NGD)_predicted`` for one seed at ``τ``.
-
-    NaN where the kernel regime predicts no finite step count.
-    """
-    gd = _interval(m["gd"]["steps_at"][tau][seed], m_steps(m, "gd"))
-    ngd = _interval(m["ngd"]["steps_at"][tau][i_ngd][seed], m_steps(m, "ngd"))
-    gd_pred = m["gd"]["pred_steps_at"][tau][seed]
-    ngd_pred = m["ngd"]["pred_steps_at"][tau][i_ngd][seed]
-    if gd_pred < 0 or ngd_pred <= 0:
-        return math.nan, math.nan
-    predicted = gd_pred / ngd_pred
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo, hi = gd[0] / ngd[1], gd[1] / ngd[0]
-    return lo / predicted, hi / predicted
-
-
-def per_seed_delivered(m: dict, i_ngd: int) -> dict[str, list[tuple[float, float]]]:
-    """``{τ: [(lo, hi) per seed]}`` at every stored threshold (see :func:`delivered`)."""
-    seeds = range(len(m["lambda_min"]))
-    return {tau: [delivered(m, i_ngd, s, tau) for s in seeds] for tau in m["gd"]["steps_at"]}
 
 
 # ---------------------------------------------------------------- selection
@@ -304,6 +229,9 @@ def _c2_group(group, tau, seeds, margin, alpha) -> dict:
     used, left_out = [], {}
     for r in group:
         idx = _seed_index(r, seeds)
+        if tau not in r["delivered_at"]:  # a config whose loss_threshold replaced 0.1
+            left_out[r["width"]] = "τ not measured"
+            continue
         d = np.asarray(r["delivered_at"][tau], float)[idx]
         if not np.all(r["resolved32"][idx]):
             left_out[r["width"]] = "K₀ below float32 resolution"
@@ -385,7 +313,7 @@ def evidence_c2(rows, **choices) -> dict:
             f"tau={t}": {"decision": d, "groups": g} for t, (d, g) in per_tau.items()
         },  # fmt: skip
         "delivered_per_seed": {
-            _label(r): {t: [[_f(a), _f(b)] for a, b in r["delivered_at"][t]] for t in C2_TAUS}
+            _label(r): {t: [[_f(a), _f(b)] for a, b in v] for t, v in r["delivered_at"].items()}
             for r in _select(rows, None, False)
         },
     }

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from ntk_limits_experiments.optimization import analysis
 from ntk_limits_experiments.optimization import verdict as V
 
 SEEDS = (0, 1, 2)
@@ -78,13 +79,16 @@ def test_per_seed_c1_reads_the_ball_by_hand():
     m = {"lambda_zero_upper": [4.0], "lambda_zero_exact": [True], "residual0_norm": [2.0],
          "ngd": sec([[[0.1, 10.0]]], [[[1.0, 5.0]]]), "gd": sec([[0.2, 0.2]], [[2.9, 3.1]]),
          "adam": sec([[None, None]], [[None, None]])}  # fmt: skip
-    got = V.per_seed_c1(m)
+    got = analysis.per_seed_c1(m)
     np.testing.assert_allclose(got["radius"], [3.0])
     np.testing.assert_allclose(got["c_in"], [0.3])  # max of 0.15 and 0.3 (3.1 > R)
     np.testing.assert_allclose(got["c_all"], [15.0])
     assert got["n_in_ball"].tolist() == [2] and got["n_checkpoints"].tolist() == [4]
     m["lambda_zero_upper"] = [0.0]  # K₀ singular: R = ∞, C′ = ∞ wherever ΔJ ≠ 0
-    assert V.per_seed_c1(m)["c_in"][0] == np.inf and V.per_seed_c1(m)["radius"][0] == np.inf
+    assert (
+        analysis.per_seed_c1(m)["c_in"][0] == np.inf
+        and analysis.per_seed_c1(m)["radius"][0] == np.inf
+    )
 
 
 def test_c1_robustness_alternatives():
