@@ -170,7 +170,8 @@ def evidence_c1(rows, **choices) -> dict:
             "status": status[_label(r)][0],
             "reason": status[_label(r)][1],
             "seeds": list(r["seeds"]),
-            "lambda_zero_f64": [_f(v) for v in c["lambda_zero"]],
+            # λ₀ in float64, or its upper bound where even float64 cannot resolve it
+            "lambda_zero_f64_or_bound": [_f(v) for v in c["lambda_zero"]],
             "lambda_zero_exact": [bool(v) for v in c["c_exact"]],
             "radius_R": [_f(v) for v in c["radius"]],
             "C_prime_in_ball": [_f(v) for v in c["c_in"]],
@@ -178,7 +179,13 @@ def evidence_c1(rows, **choices) -> dict:
             "checkpoints_in_ball": [f"{a}/{b}" for a, b in
                                     zip(c["n_in_ball"], c["n_checkpoints"], strict=True)],
         }  # fmt: skip
-    out = {"decision": decision, "runs": per_run}
+    unresolved = {k: [s for s, e in zip(v["seeds"], v["lambda_zero_exact"], strict=True)
+                      if not e] for k, v in per_run.items()}  # fmt: skip
+    out = {
+        "decision": decision,
+        "lambda_zero_unresolved_in_float64": {k: s for k, s in unresolved.items() if s},
+        "runs": per_run,
+    }
     if decision == "inconclusive":
         out["inconclusive_reason"] = reason
     return out
@@ -263,11 +270,19 @@ def _c2_group(group, tau, seeds, margin, alpha) -> dict:
                                                  zip(ext_lo, ext_hi, strict=True)],
             "upper_end_interval": [_f(upper.lo), _f(upper.hi)],
             "lower_end_interval": [_f(lower.lo), _f(lower.hi)]}  # fmt: skip
-    if np.all(lo == hi) and lo.shape[0] >= 1:
+    out["log2_delivered_by_width"] = {
+        int(w): _interval_dict(stats.mean_interval(lo[:, j], 1 - alpha))
+        if np.all(lo[:, j] == hi[:, j]) else "censored"
+        for j, (w, _) in enumerate(used)
+    }  # fmt: skip
+    if np.all(lo == hi):
         slope = stats.slope_interval(x, lo, 1 - alpha)
-        out["slope_per_doubling"] = {"estimate": _f(slope.estimate), "ci": [_f(slope.lo),
-                                     _f(slope.hi)], "n": slope.n}  # fmt: skip
+        out["slope_per_doubling"] = _interval_dict(slope)
     return out
+
+
+def _interval_dict(i: stats.Interval) -> dict:
+    return {"estimate": _f(i.estimate), "ci": [_f(i.lo), _f(i.hi)], "n": i.n}
 
 
 def _c2_tau(groups, tau, seeds, margin, alpha) -> tuple[str, dict]:
