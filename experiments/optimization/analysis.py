@@ -78,6 +78,7 @@ def per_seed_c1(m: dict) -> dict:
         "c_all": _nanmax(c),
         "n_in_ball": inside.sum(axis=1),
         "n_checkpoints": np.isfinite(dist).sum(axis=1),
+        "max_distance_over_R": _nanmax(dist / radius[:, None]),
         "c_exact": np.asarray(m["lambda_zero_exact"], bool),
         "lambda_zero": lam,
     }

@@ -176,6 +176,7 @@ def evidence_c1(rows, **choices) -> dict:
             "radius_R": [_f(v) for v in c["radius"]],
             "C_prime_in_ball": [_f(v) for v in c["c_in"]],
             "C_prime_whole_trajectory": [_f(v) for v in c["c_all"]],
+            "max_distance_over_R": [_f(v) for v in c["max_distance_over_R"]],
             "checkpoints_in_ball": [f"{a}/{b}" for a, b in
                                     zip(c["n_in_ball"], c["n_checkpoints"], strict=True)],
         }  # fmt: skip
@@ -183,6 +184,11 @@ def evidence_c1(rows, **choices) -> dict:
                       if not e] for k, v in per_run.items()}  # fmt: skip
     out = {
         "decision": decision,
+        "status_by_run": {k: v["status"] for k, v in per_run.items()},
+        "min_C_prime_in_ball_by_run": {
+            k: min((c for c in v["C_prime_in_ball"] if c is not None), default=None)
+            for k, v in per_run.items()
+        },
         "lambda_zero_unresolved_in_float64": {k: s for k, s in unresolved.items() if s},
         "runs": per_run,
     }
@@ -255,11 +261,11 @@ def _c2_group(group, tau, seeds, margin, alpha) -> dict:
         hi = np.log2(np.stack([d[:, 1] for _, d in used], axis=1))
     at = PRACTICAL_WIDTH[group[0]["arch"]]
     ext_lo, ext_hi = _extrapolate(lo, hi, _coefficients(x, math.log2(at)))
-    upper = stats.mean_interval(ext_hi + margin, 1 - alpha)
-    lower = stats.mean_interval(ext_lo + margin, 1 - alpha)
-    if np.all(np.isfinite(ext_hi)) and upper.hi < 0:
+    upper = stats.mean_interval(ext_hi, 1 - alpha)  # of the seeds' upper ends
+    lower = stats.mean_interval(ext_lo, 1 - alpha)  # of their lower ends
+    if np.all(np.isfinite(ext_hi)) and upper.hi < -margin:
         call, reason = "falls short", ""
-    elif np.all(np.isfinite(ext_lo)) and lower.lo > 0:
+    elif np.all(np.isfinite(ext_lo)) and lower.lo > -margin:
         call, reason = "delivers", ""
     else:
         censored = not (np.all(np.isfinite(ext_lo)) and np.all(np.isfinite(ext_hi)))
@@ -268,8 +274,9 @@ def _c2_group(group, tau, seeds, margin, alpha) -> dict:
     out |= {"call": call, "reason": reason, "at_width": at,
             "log2_delivered_at_width_per_seed": [[_f(a), _f(b)] for a, b in
                                                  zip(ext_lo, ext_hi, strict=True)],
-            "upper_end_interval": [_f(upper.lo), _f(upper.hi)],
-            "lower_end_interval": [_f(lower.lo), _f(lower.hi)]}  # fmt: skip
+            "upper_ends_interval": [_f(upper.lo), _f(upper.hi)],
+            "lower_ends_interval": [_f(lower.lo), _f(lower.hi)],
+            "shortfall_line": -margin}  # fmt: skip
     out["log2_delivered_by_width"] = {
         int(w): _interval_dict(stats.mean_interval(lo[:, j], 1 - alpha))
         if np.all(lo[:, j] == hi[:, j]) else "censored"
@@ -324,9 +331,11 @@ def evidence_c2(rows, **choices) -> dict:
     decision, per_tau, reason = _c2_outcome(rows, **{**C2_BASE, **choices})
     out = {
         "decision": decision,
-        "by_threshold": {
-            f"tau={t}": {"decision": d, "groups": g} for t, (d, g) in per_tau.items()
-        },  # fmt: skip
+        "calls": {
+            f"tau={t}": {g: c["call"] for g, c in groups.items()}
+            for t, (_, groups) in per_tau.items()
+        },
+        "by_threshold": {f"tau={t}": {"decision": d, "groups": g} for t, (d, g) in per_tau.items()},
         "delivered_per_seed": {
             _label(r): {t: [[_f(a), _f(b)] for a, b in v] for t, v in r["delivered_at"].items()}
             for r in _select(rows, None, False)

@@ -26,7 +26,8 @@ def _row(width, c_in, *, param="ntk", arch="mlp", exact=True, delivered=None, re
         "practical": width <= V.PRACTICAL_WIDTH[arch], "seeds": list(SEEDS),
         "c1": {"c_in": c_in, "c_all": c_in, "c_exact": np.full(c_in.size, exact),
                "radius": np.ones(c_in.size), "lambda_zero": np.ones(c_in.size),
-               "n_in_ball": np.ones(c_in.size, int), "n_checkpoints": np.ones(c_in.size, int)},
+               "n_in_ball": np.ones(c_in.size, int), "n_checkpoints": np.ones(c_in.size, int),
+               "max_distance_over_R": np.full(c_in.size, 0.5)},
         "resolved32": np.full(len(SEEDS), resolved),
         "delivered_at": delivered or {t: [(1.0, 1.0)] * len(SEEDS) for t in V.C2_TAUS},
     }  # fmt: skip
@@ -84,6 +85,7 @@ def test_per_seed_c1_reads_the_ball_by_hand():
     np.testing.assert_allclose(got["c_in"], [0.3])  # max of 0.15 and 0.3 (3.1 > R)
     np.testing.assert_allclose(got["c_all"], [15.0])
     assert got["n_in_ball"].tolist() == [2] and got["n_checkpoints"].tolist() == [4]
+    np.testing.assert_allclose(got["max_distance_over_R"], [5 / 3])
     m["lambda_zero_upper"] = [0.0]  # K₀ singular: R = ∞, C′ = ∞ wherever ΔJ ≠ 0
     assert (
         analysis.per_seed_c1(m)["c_in"][0] == np.inf
@@ -122,9 +124,9 @@ def test_c2_trend_extrapolated_to_the_practical_width_by_hand():
     got = np.asarray(ev["log2_delivered_at_width_per_seed"])
     np.testing.assert_allclose(got[:, 0], want, rtol=1e-12)
     np.testing.assert_allclose(got[:, 1], want, rtol=1e-12)
-    v = want + 1.0  # relative to the shortfall line log₂(1/2) = −1
-    half = scipy_stats.t.ppf(0.975, 2) * v.std(ddof=1) / math.sqrt(3)
-    np.testing.assert_allclose(ev["lower_end_interval"], [v.mean() - half, v.mean() + half])
+    half = scipy_stats.t.ppf(0.975, 2) * want.std(ddof=1) / math.sqrt(3)
+    np.testing.assert_allclose(ev["lower_ends_interval"], [want.mean() - half, want.mean() + half])
+    assert want.mean() - half > ev["shortfall_line"] == -1.0  # hence "delivers"
     assert ev["call"] == "delivers" and ev["at_width"] == 4096
     slope = (np.log2([0.8, 0.9, 0.85]) - np.log2([0.5, 0.6, 0.4])) / 3  # per doubling
     np.testing.assert_allclose(ev["slope_per_doubling"]["estimate"], slope.mean())
