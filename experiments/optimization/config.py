@@ -2,7 +2,7 @@
 
 Command (each profile)::
 
-    ntk-limits run optimization --profile smoke       # ~25 s on 2 CPU cores (compile-bound)
+    ntk-limits run optimization --profile smoke       # ~25 s on 2 CPU cores, load ~1 (~45 s at ~4)
     ntk-limits run optimization --profile embedded    # ~5.8 min on 2 CPU cores (load ~4)
     ntk-limits run optimization --profile paper       # needs tfds mnist + cifar10 and a GPU
 
