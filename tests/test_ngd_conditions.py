@@ -19,7 +19,9 @@ from ntk_limits.ngd_conditions import (
     jacobian_difference_gram,
     jacobian_stability,
     ngd_mse_prediction,
+    parameter_distance,
     predicted_loss_curve,
+    stability_radius,
     steps_to_threshold,
     top_eigenvalue,
 )
@@ -61,13 +63,17 @@ def test_jacobian_difference_gram_and_stability_match_dense(x64, tiny_net):
         return (
             jacobian_difference_gram(apply_fn, a, b, x),
             jacobian_stability(apply_fn, a, b, x, g0),
+            jacobian_stability(apply_fn, a, b, x, g0, method="power"),
             mf,
         )
 
-    got, stab, mf = measures(params0, params)
+    got, stab, power, mf = measures(params0, params)
     np.testing.assert_allclose(got, dj @ dj.T, rtol=1e-11, atol=1e-12)  # float64 round-off
-    # 200 power iterations on a 10x10 PSD matrix: converged to round-off.
-    np.testing.assert_allclose(float(stab.spectral), np.linalg.norm(dj, 2), rtol=1e-10)
+    # A dense eigensolver on a 10x10 PSD matrix: float64 round-off.
+    np.testing.assert_allclose(float(stab.spectral), np.linalg.norm(dj, 2), rtol=1e-12)
+    # 200 power iterations: a lower bound, converged to round-off on this matrix.
+    assert float(power.spectral) <= float(stab.spectral) * (1 + 1e-14)
+    np.testing.assert_allclose(float(power.spectral), np.linalg.norm(dj, 2), rtol=1e-10)
     np.testing.assert_allclose(float(stab.frobenius), np.linalg.norm(dj), rtol=1e-12)
     rel = np.linalg.norm(dj, 2) / np.linalg.norm(j0, 2)
     np.testing.assert_allclose(float(stab.spectral_relative), rel, rtol=1e-10)
@@ -76,6 +82,24 @@ def test_jacobian_difference_gram_and_stability_match_dense(x64, tiny_net):
     np.testing.assert_allclose(stab.gram, j1 @ j1.T, rtol=1e-12, atol=1e-12)  # as full_gram
     # The matrix-free power iteration on DᵀD converges to the same norm.
     np.testing.assert_allclose(float(stab.spectral), float(mf.spectral), rtol=1e-8)
+
+
+def test_stability_radius_and_parameter_distance_by_hand():
+    residual = np.array([[[3.0, 0.0], [0.0, 4.0]], [[1.0, 0.0], [0.0, 0.0]]])  # (2, n=2, k=2)
+    # R = 3‖y − u₀‖₂/√λ₀: 3·5/√4 = 7.5; 3·1/√9 = 1; λ₀ = 0 gives an unbounded ball.
+    np.testing.assert_allclose(stability_radius(residual, np.array([4.0, 9.0])), [7.5, 1.0],
+                               rtol=1e-6)  # float32  # fmt: skip
+    assert float(stability_radius(residual[0], 0.0)) == np.inf
+    p0 = {"a": jnp.zeros((2, 2)), "b": jnp.ones(3)}
+    p1 = {"a": jnp.asarray([[1.0, 2.0], [0.0, 0.0]]), "b": jnp.asarray([1.0, 3.0, 1.0])}
+    # ‖θ₁ − θ₀‖² = 1 + 4 + 4 = 9 over both leaves.
+    np.testing.assert_allclose(float(parameter_distance(p0, p1)), 3.0, rtol=1e-7)
+
+
+def test_jacobian_stability_rejects_an_unknown_method(tiny_net):
+    with pytest.raises(ValueError, match="method"):
+        jacobian_stability(tiny_net.apply_fn, tiny_net.params0, tiny_net.params1, tiny_net.x,
+                           tiny_net.j0 @ tiny_net.j0.T, method="lanczos")  # fmt: skip
 
 
 def test_top_eigenvalue_matches_eigvalsh(x64):

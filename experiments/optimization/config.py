@@ -2,34 +2,69 @@
 
 Command (each profile)::
 
-    ntk-limits run optimization --profile smoke       # ~20 s on 2 CPU cores (compile-bound)
-    ntk-limits run optimization --profile embedded    # ~2.7 min on 2 CPU cores (load ~1)
+    ntk-limits run optimization --profile smoke       # ~25 s on 2 CPU cores, load ~1 (~45 s at ~4)
+    ntk-limits run optimization --profile embedded    # ~5.8 min on 2 CPU cores (load ~4)
     ntk-limits run optimization --profile paper       # needs tfds mnist + cifar10 and a GPU
 
 What runs: for every architecture × width × parametrization, with the seeds batched by
 ``vmap``, on a fixed class-balanced subset of ``n_train`` training images with one-hot MSE
 targets (``L = ‖f − y‖² / (2·n·k)``):
 
-* the full Gram ``K₀ = J₀ J₀ᵀ`` (``(n·k)²``) and its ``λ_min``, condition number, next to
-  ``λ_min`` of the infinite-width NTK ``Θ∞`` (``K₀ → Θ∞ ⊗ I_k``);
+* the full Gram ``K₀ = J₀ J₀ᵀ`` (``(n·k)²``) in float32 and again in float64 (same
+  parameters; float32 cannot resolve ``λ_min`` of the narrow networks), its ``λ_min``
+  and condition number, next to ``λ_min`` of the infinite-width NTK ``Θ∞``
+  (``K₀ → Θ∞ ⊗ I_k``);
 * exact NGD (damped Gauss–Newton, ``η ∈ ngd_lrs``, ``ε = ngd_damping · tr(K₀)/(n·k)``),
   GD (``η = f · 2nk/λ_max(K₀)`` for each ``f`` in ``gd_lr_fractions``; the best is kept)
-  and Adam, each a ``lax.scan`` in ``jit``;
-* ``C′(t) = 3‖J(θ_t) − J(θ₀)‖₂ / √λ_min(K₀)`` at ``num_checkpoints`` geometrically spaced
-  steps of every trajectory, with the relative Jacobian change and the kernel change;
+  and Adam, each a ``lax.scan`` in ``jit`` (in float32);
+* at ``num_checkpoints`` geometrically spaced steps of every trajectory: ``‖θ_t − θ₀‖₂``,
+  ``C′(t) = 3‖J(θ_t) − J(θ₀)‖₂ / √λ₀`` (``‖ΔJ‖₂`` exact, by a dense eigensolver on
+  ``ΔJΔJᵀ``; ``λ₀ = λ_min(K₀)`` in float64), the relative Jacobian and kernel change;
+  and per seed the radius ``R = 3‖y − u₀‖₂/√λ₀`` of Zhang et al.'s condition (their loss
+  ``½‖u − y‖²`` differs from ours by ``1/(nk)``; neither the NGD step, ``R`` nor ``C′``
+  depends on that factor: both use the raw outputs);
 * kernel-regime predictions: NGD's damped contraction on ``Θ∞`` (``(1 − η)^{2t}`` as
-  ``ε → 0``) and GD's closed-form curve on ``Θ∞``; steps to reach ``loss_threshold · L₀``
-  (and 1e-2, 1e-3) measured and predicted.
+  ``ε → 0``) and GD's closed-form curve on ``Θ∞``; steps to reach ``τ · L₀``,
+  ``τ ∈ {loss_threshold, 1e-2, 1e-3}``, measured and predicted.
 
-Expected result (embedded, measured): ``λ_min(K₀)`` is below float32 resolution for the
-width-16 MLPs and both CNNs (widths 8, 32) and approaches ``λ_min(Θ∞)`` from below for
-wider MLPs (NTK: 0.093, 0.22 vs 0.29 at widths 128, 1024); ``max_t C′`` is ≫ 1/2
-everywhere (MLP NTK: ≥3e3, 38, 10; CNN ≥ 2e3), so C1 holds; the two widest MLPs put
-``C′ = 1/2`` near width 1e5. Yet NGD (η = 1) reaches ``0.1 · L₀`` in one step at MLP
-widths ≥ 128 as the kernel regime predicts, and GD follows its ``Θ∞`` prediction, so the
-delivered speed-up is 0.75–1 and C2 fails at this threshold (CNN runs are undecided:
-GD needs more than ``gd_steps``). The WideResNet is left to the paper profile (add it
-with ``--set wrn_ks=1``: ~95 s more).
+Decision rules (full text: ``verdict.C1_RULE``, ``verdict.C2_RULE``; stated before the
+data):
+
+* C1: per practical run and seed, ``C′_in`` = the largest ``C′`` over the checkpoints of
+  all trajectories inside the ball ``‖θ_t − θ₀‖ ≤ R``. A seed violates the condition if
+  ``C′_in ≥ 1/2`` (a witness), meets it if ``C′_in < 1/2`` with an exact ``λ₀``, else is
+  unknown. Holds if every seed of every practical run violates it, fails if every seed
+  of some practical run meets it, else inconclusive (with the reason).
+* C2: per run, seed and τ ∈ {1e-1, 1e-2, 1e-3}, ``d = log₂`` of the delivered speed-up
+  (measured ``T_GD/T_NGD`` over the kernel regime's, paired on the seed; censored runs
+  give intervals); runs with ``K₀`` below float32 resolution are left out. Per family ×
+  parametrisation, the per-seed line of ``d`` on ``log₂`` width evaluated at the
+  practical width (MLP 4096, CNN 1024): falls short if the 95 % t-interval of its upper
+  ends lies below ``−1`` (delivered < 1/2), delivers if that of its lower ends lies
+  above ``−1``. Per τ: fails if a group delivers, holds if all groups with data fall
+  short. Holds (fails) if most τ hold (fail) and none fails (holds).
+
+Robustness: each rule again without each seed, per parametrisation, with its threshold
+or margin one step stricter and looser (C1: 1/4, 1; C2: ``2^-0.5``, ``2^-2``, τ sets
+{1e-2, 1e-3} and {1e-1, 1e-2}), and without each family's widest width.
+
+Expected result (embedded, measured; 3 seeds): the float64 Gram resolves ``λ₀`` for every
+run but the width-8 CNN (all seeds) and seed 0 of both width-16 MLPs (``λ̂ ≤ n·k·eps₆₄·
+λ_max``: only an upper bound, so their ``C′`` is a lower bound); ``λ₀`` approaches
+``λ_min(Θ∞)`` from below for wider MLPs (NTK: 0.089, 0.22 vs 0.29 at widths 128, 1024).
+Every checkpoint of every trajectory lies inside the ball (``‖θ_t − θ₀‖ ≤ 0.62·R``; R ≥ 7.4),
+and ``C′`` inside it is ≥ 9.7 at every seed of every run (MLP
+NTK width 1024: 9.7–11.5; standard 1024: 38.6–41; CNN width 32 ≥ 3.1e3), so C1 holds,
+stable (8/8 alternatives agree). C2 fails: NGD (η = 1) reaches ``0.1·L₀`` and
+``0.01·L₀`` in one step at MLP widths ≥ 128 as predicted and GD follows its ``Θ∞``
+curve, so the per-seed line of ``log₂`` delivered, evaluated at width 4096, lies above
+``−1`` at both thresholds (NTK at 1e-2: 95 % interval of the mean [0.19, 0.59], slope
++0.10 [0.01, 0.20] per doubling); at ``1e-3·L₀`` GD does not get there within
+``gd_steps`` = 150 at width 128 (censored: undecided). Fragile (5/10 agree): with two
+seeds, with the margin at ``2^-0.5``, with τ ∈ {1e-2, 1e-3} or without the width-1024
+runs it is inconclusive. The width-16 MLPs and both CNNs have ``K₀`` below float32
+resolution (NGD solved on round-off) and do not vote in C2. The WideResNet is left to
+the paper profile (add it with ``--set wrn_ks=1``: ~95 s more).
 
 Overrides are typed by the fields of :class:`OptimizationConfig`, e.g.
 ``--set mlp_widths=64,256 --set ngd_solver=cg``; the study's ``expand`` turns a config into one
@@ -121,8 +156,8 @@ PROFILES = profiles(
     embedded=OptimizationConfig(
         profile="embedded", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=4, n_train=32,
         mlp_widths=(16, 128, 1024), cnn_widths=(8, 32), wrn_ks=(),
-        conv_parameterizations=("ntk",), seeds=(0, 1),
-        ngd_steps=12, gd_steps=100, num_checkpoints=3,
+        conv_parameterizations=("ntk",), seeds=(0, 1, 2),
+        ngd_steps=12, gd_steps=150, num_checkpoints=3,
     ),
     paper=OptimizationConfig(
         profile="paper", mlp_dataset="mnist", conv_dataset="cifar10", pool=1, n_train=256,

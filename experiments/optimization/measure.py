@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits.linearize import gradient_descent_mse
-from ntk_limits.ngd_conditions import c_prime, ngd_mse_prediction
+from ntk_limits.ngd_conditions import c_prime, ngd_mse_prediction, stability_radius
 from ntk_limits.training import mse_loss
 from ntk_limits_experiments.optimization.config import OptimizationRun
 
@@ -31,8 +31,12 @@ def clean(a):
     return fix(obj)
 
 
-def gram_stats(grams: np.ndarray, n: int, k: int) -> dict:
-    """Float64 spectra of the float32 Grams ``(S, nk, nk)``."""
+def gram_stats(grams: np.ndarray, n: int, k: int, dtype=np.float32) -> dict:
+    """Float64 spectra of the Grams ``(S, nk, nk)`` computed in ``dtype``.
+
+    ``lambda_floor = n·k·eps·λ_max`` (numpy's rank tolerance, ``eps`` of ``dtype``):
+    eigenvalues below it are round-off of a singular Gram.
+    """
     g = np.asarray(grams, np.float64)
     g = (g + g.transpose(0, 2, 1)) / 2
     eig = np.linalg.eigvalsh(g)
@@ -42,10 +46,26 @@ def gram_stats(grams: np.ndarray, n: int, k: int) -> dict:
         "lambda_min": lo,
         "lambda_max": hi,
         "condition": np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), np.inf),
-        # eigenvalues below this are float32 round-off of a singular Gram
-        "lambda_floor": n * k * np.finfo(np.float32).eps * hi,
+        "lambda_floor": n * k * np.finfo(dtype).eps * hi,
         "lambda_min_avg": np.linalg.eigvalsh(avg)[:, 0],
     }
+
+
+def lambda_zero(lam64: np.ndarray, floor64: np.ndarray, num_params: int, nk: int) -> dict:
+    """``λ₀ = λ_min(K₀)`` per seed from the spectrum of the float64 Gram.
+
+    Returns ``{"lambda_zero", "lambda_zero_upper", "lambda_zero_exact"}``: where
+    ``λ̂ > floor`` it is ``λ̂`` (exact to round-off); where ``K₀`` has rank below ``n·k``
+    because ``P < n·k`` it is exactly ``0``; otherwise it is unresolved even in float64
+    (NaN), and ``λ̂⁺ + floor`` bounds it above (Weyl: the round-off moves eigenvalues by at
+    most ``floor``), so ``C′`` and ``R`` computed with the bound are lower bounds.
+    """
+    resolved = lam64 > floor64
+    by_rank = num_params < nk
+    exact = resolved | by_rank
+    value = np.where(resolved, lam64, 0.0 if by_rank else np.nan)
+    upper = np.where(exact, value, np.maximum(lam64, 0.0) + floor64)
+    return {"lambda_zero": value, "lambda_zero_upper": upper, "lambda_zero_exact": exact}
 
 
 def _first_below(curve, threshold) -> int:
@@ -106,7 +126,10 @@ def _measured(losses, loss0, threshold) -> list:
 
 
 def _diagnostics(diag: np.ndarray, lam_min: np.ndarray) -> dict:
-    """``(4, ..., C)`` program diagnostics -> named arrays, with C′ from float64 ``λ_min``."""
+    """``(5, ..., C)`` program diagnostics -> named arrays, C′ from the float64 ``λ₀``.
+
+    ``λ₀``'s upper bound where it is unresolved (:func:`lambda_zero`); ``inf`` where ``λ₀ = 0``.
+    """
     lam = lam_min.reshape((-1,) + (1,) * (diag.ndim - 2))
     return {
         "c_prime": np.asarray(c_prime(diag[0], lam), np.float64),
@@ -114,6 +137,7 @@ def _diagnostics(diag: np.ndarray, lam_min: np.ndarray) -> dict:
         "jacobian_change_relative": diag[2],
         "jacobian_change_frobenius": diag[1],
         "kernel_change": diag[3],
+        "param_distance": diag[4],
     }
 
 
@@ -145,8 +169,12 @@ def assemble(spec: OptimizationRun, out: dict, theta_inf: np.ndarray, y: np.ndar
     """The run's metrics (JSON-ready) from the program output ``out`` (see ``program``)."""
     (n, k), thr = y.shape, spec.thresholds
     stats = gram_stats(out["grams0"], n, k)
+    s64 = gram_stats(out["grams0_f64"], n, k, np.float64)
+    lam0 = lambda_zero(s64["lambda_min"], s64["lambda_floor"], out["num_params"], n * k)
     eig_inf = np.linalg.eigvalsh((theta_inf + theta_inf.T) / 2)
-    diag = _diagnostics(out["diagnostics"], stats["lambda_min"])
+    diag = _diagnostics(out["diagnostics"], lam0["lambda_zero_upper"])
+    residual0 = out["f0"].astype(np.float64) - y
+    radius = np.asarray(stability_radius(residual0, lam0["lambda_zero_upper"]), np.float64)
     num_lrs = len(spec.ngd_lrs)
     gd_lr = _best(out["gd_lrs"], out["gd_best"])
     loss0 = 0.5 * np.mean((out["f0"].astype(np.float64) - y) ** 2, axis=(1, 2))
@@ -165,6 +193,13 @@ def assemble(spec: OptimizationRun, out: dict, theta_inf: np.ndarray, y: np.ndar
         "n": n,
         "k": k,
         **{key: clean(v) for key, v in stats.items()},
+        "lambda_min_f64": clean(s64["lambda_min"]),
+        "lambda_floor_f64": clean(s64["lambda_floor"]),
+        "lambda_zero": clean(lam0["lambda_zero"]),
+        "lambda_zero_upper": clean(lam0["lambda_zero_upper"]),
+        "lambda_zero_exact": lam0["lambda_zero_exact"].tolist(),
+        "residual0_norm": clean(np.sqrt(np.sum(residual0**2, axis=(1, 2)))),
+        "radius": clean(radius),  # None where λ₀ = 0 (R = ∞); a lower bound where not exact
         "damping": clean(out["damping"]),
         "loss0": clean(loss0),
         "lambda_min_inf": float(eig_inf[0]),

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ntk_limits.ngd_conditions import jacobian_stability, top_eigenvalue
+from ntk_limits.ngd_conditions import jacobian_stability, parameter_distance, top_eigenvalue
 from ntk_limits.optimization import first_order, full_gram, make_trajectory_fn, ngd
 from ntk_limits_experiments.optimization.config import OptimizationRun
 
@@ -44,7 +44,10 @@ def _pick(tree, index):
 
 
 def _diagnose(apply_fn, x, params0, grams0, snapshots):
-    """``(4, S, R, C)``: ‖ΔJ‖₂, ‖ΔJ‖_F, ‖ΔJ‖₂/‖J₀‖₂, kernel change per snapshot.
+    """``(5, S, R, C)``: ‖ΔJ‖₂, ‖ΔJ‖_F, ‖ΔJ‖₂/‖J₀‖₂, kernel change, ‖θ − θ₀‖₂ per snapshot.
+
+    ‖ΔJ‖₂ and ‖J₀‖₂ are exact (a dense eigensolver on the ``(nk, nk)`` ``ΔJΔJᵀ`` and ``K₀``,
+    :func:`ntk_limits.ngd_conditions.jacobian_stability` with ``method="eigh"``).
 
     One snapshot at a time (``lax.map``): the two Grams per snapshot dominate the cost
     and batching them buys nothing on CPU.
@@ -58,10 +61,11 @@ def _diagnose(apply_fn, x, params0, grams0, snapshots):
         p0, p = (
             jax.tree_util.tree_map(lambda a, j=j: a[j], t) for t, j in ((params0, s), (flat, i))
         )
-        return jnp.stack(jacobian_stability(apply_fn, p0, p, x, grams0[s])[:4])
+        stab = jacobian_stability(apply_fn, p0, p, x, grams0[s], method="eigh")
+        return jnp.stack([*stab[:4], parameter_distance(p0, p)])
 
-    out = jax.lax.map(one, jnp.arange(lead[0] * per_seed))  # (S*R*C, 4)
-    return out.T.reshape(4, *lead)
+    out = jax.lax.map(one, jnp.arange(lead[0] * per_seed))  # (S*R*C, 5)
+    return out.T.reshape(5, *lead)
 
 
 def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
@@ -78,8 +82,9 @@ def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
     The dict holds ``grams0 (S, nk, nk)``, ``f0 (S, n, k)``, ``damping (S,)``,
     ``gd_lrs (S, F)``, ``ngd_losses (S, L, T_ngd+1)``, ``gd_losses (S, F, T_gd+1)``,
     ``adam_losses (S, T_gd+1)``, ``gd_best (S,)`` (index of the GD step size with the lowest
-    final loss) and ``diagnostics (4, S, L+2, C)`` for the NGD runs, the best GD run and
-    Adam (rows: ‖ΔJ‖₂, ‖ΔJ‖_F, ‖ΔJ‖₂/‖J₀‖₂, ``‖K_t − K₀‖_F/‖K₀‖_F``). Not jitted.
+    final loss) and ``diagnostics (5, S, L+2, C)`` for the NGD runs, the best GD run and
+    Adam (rows: ‖ΔJ‖₂, ‖ΔJ‖_F, ‖ΔJ‖₂/‖J₀‖₂, ``‖K_t − K₀‖_F/‖K₀‖_F``, ``‖θ_t − θ₀‖₂``).
+    Not jitted.
     """
     nk = y.size
 

@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits import data, models
+from ntk_limits.optimization import full_gram
 from ntk_limits_experiments import common
-from ntk_limits_experiments.optimization import analysis, measure, plots
+from ntk_limits_experiments.optimization import analysis, measure, plots, verdict
 from ntk_limits_experiments.optimization.config import (
     NUM_CLASSES,
     PROFILES,
@@ -117,9 +118,27 @@ def _run(arch: models.Architecture, spec: OptimizationRun, x, y):
     with _one_blas_thread():
         program = build_program(arch.apply_fn, x, y, spec)
         out, compile_s, run_s = _timed(program, options, params0)
+        start = time.perf_counter()
+        grams_f64 = _grams_f64(arch, x, params0, options)
     out = jax.tree_util.tree_map(np.asarray, out)
+    out["grams0_f64"] = grams_f64
     out["num_params"] = models.num_params(_tree_index(params0, 0))
-    return out, {"compile": compile_s, "run": run_s}
+    return out, {"compile": compile_s, "run": run_s, "gram_f64": time.perf_counter() - start}
+
+
+def _grams_f64(arch: models.Architecture, x, params0, options) -> np.ndarray:
+    """``K₀`` per seed, ``(S, nk, nk)``, computed in float64 from the same parameters.
+
+    The float32 Gram resolves eigenvalues down to ``n·k·eps₃₂·λ_max`` only (~4e-5·λ_max
+    here), above ``λ_min(K₀)`` of the narrow networks; float64 (``eps₆₄ = 2e-16``) resolves
+    them. x64 is enabled for this one program only (the parameters, drawn in float32, are
+    cast exactly).
+    """
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), params0)
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        grams = jax.vmap(lambda p: full_gram(arch.apply_fn, p, x64))
+        return np.asarray(jax.jit(grams).lower(p64).compile(options)(p64), np.float64)
 
 
 def _infinite_ntk(arch: models.Architecture, x) -> np.ndarray:
@@ -165,7 +184,7 @@ def summarize(config: OptimizationConfig, records: list[dict], outdir) -> Summar
             analysis.speed_table(rows)
         ),
     }
-    verdicts = [analysis.verdict_c1(rows), analysis.verdict_c2(rows)]
+    verdicts = [verdict.verdict_c1(rows), verdict.verdict_c2(rows)]
     return Summary(figures, tables, verdicts, analysis.text(config, rows, records))
 
 

@@ -9,7 +9,16 @@ kernel-regime rate if
 
 Along an observed trajectory ``θ_t`` the smallest constant that makes (2) hold at step
 ``t`` is ``C′(t) = 3 ‖J(θ_t) − J(θ₀)‖₂ / √λ_min(K₀)``; condition 2 holds along the
-trajectory iff ``max_t C′(t) < 1/2``.
+trajectory iff ``max_t C′(t) < 1/2``. Zhang et al. state condition 2 for every ``θ`` in the
+ball ``‖θ − θ₀‖₂ ≤ R = 3‖y − u₀‖₂/√λ_min(K₀)`` (``u₀``: the outputs at ``θ₀`` on the training
+set, flattened to ``n·k``), the ball that the NGD iterates provably stay in
+(:func:`stability_radius`); a ``C′(t) ≥ 1/2`` at a ``θ_t`` inside it shows that the condition
+fails, one outside it does not speak to the condition.
+
+Their loss is ``½‖u − y‖²``; ours is ``‖f − y‖²/(2·n·k)``. Neither the NGD step (a
+Gauss–Newton step, invariant to the loss's scale) nor ``R`` and ``C′`` depend on that
+factor: ``R`` and ``C′`` use the raw ``y − u₀`` and the Gram of the raw outputs, and scaling
+the outputs by ``c`` scales ``‖y − u₀‖``, ``‖ΔJ‖₂`` and ``√λ_min`` alike.
 
 Here ``J`` is the Jacobian of the raw outputs (no ``1/√(nk)``): the condition compares
 ``‖ΔJ‖₂²`` with an eigenvalue of ``J Jᵀ``, so both use the same ``J``. In the infinite-width
@@ -32,7 +41,9 @@ __all__ = [
     "jacobian_difference_gram",
     "jacobian_stability",
     "ngd_mse_prediction",
+    "parameter_distance",
     "predicted_loss_curve",
+    "stability_radius",
     "steps_to_threshold",
     "top_eigenvalue",
 ]
@@ -43,7 +54,8 @@ class JacobianStability(NamedTuple):
 
     Attributes:
       spectral: ``‖J(θ) − J(θ₀)‖₂``: square root of the top eigenvalue of the exact
-        ``ΔJ ΔJᵀ`` (by :func:`top_eigenvalue`).
+        ``ΔJ ΔJᵀ``: exact up to round-off with ``method="eigh"``, a lower bound with
+        ``method="power"`` (:func:`top_eigenvalue`).
       frobenius: ``‖J(θ) − J(θ₀)‖_F``.
       spectral_relative: ``spectral / ‖J(θ₀)‖₂``.
       kernel_change: ``‖K(θ) − K(θ₀)‖_F / ‖K(θ₀)‖_F`` for the full Gram.
@@ -118,6 +130,7 @@ def jacobian_stability(
     gram0: jax.Array,
     *,
     algorithm: str = "structured",
+    method: str = "eigh",
     num_iters: int = 200,
 ) -> JacobianStability:
     """Jacobian and Gram change between ``params0`` and ``params`` (see the class).
@@ -129,16 +142,26 @@ def jacobian_stability(
       x: ``(n, ...)``.
       gram0: ``K(θ₀)``, ``(n·k, n·k)`` (from :func:`ntk_limits.optimization.full_gram`).
       algorithm: empirical-NTK algorithm.
-      num_iters: power iterations for the top eigenvalues (see :func:`top_eigenvalue`).
+      method: how the top eigenvalues of ``ΔJ ΔJᵀ`` and ``K₀`` are found: ``"eigh"``
+        (a dense symmetric eigensolver: exact up to round-off, ``O((n·k)³)``) or
+        ``"power"`` (:func:`top_eigenvalue`: matrix-vector products only, a lower bound).
+      num_iters: power iterations (``method="power"``).
 
     Returns:
       :class:`JacobianStability`.
     """
+    if method not in ("eigh", "power"):
+        raise ValueError(f"unknown method {method!r}; allowed: eigh, power")
+    top = (
+        (lambda m: jnp.clip(jnp.linalg.eigvalsh(m)[-1], 0.0))
+        if method == "eigh"
+        else (lambda m: top_eigenvalue(m, num_iters=num_iters))
+    )
     d = jacobian_difference_gram(apply_fn, params0, params, x, algorithm=algorithm)
     gram = full_gram(apply_fn, params, x, algorithm=algorithm)
-    spectral = jnp.sqrt(top_eigenvalue(d, num_iters=num_iters))
+    spectral = jnp.sqrt(top(d))
     frobenius = jnp.sqrt(jnp.clip(jnp.trace(d), 0.0))
-    relative = spectral / jnp.sqrt(top_eigenvalue(gram0, num_iters=num_iters))
+    relative = spectral / jnp.sqrt(top(gram0))
     change = jnp.linalg.norm(gram - gram0) / jnp.linalg.norm(gram0)
     return JacobianStability(spectral, frobenius, relative, change, gram)
 
@@ -151,6 +174,26 @@ def c_prime(jacobian_change_spectral, lambda_min0):
     lam = jnp.asarray(lambda_min0)
     safe = jnp.where(lam > 0, lam, 1.0)
     return jnp.where(lam > 0, 3.0 * jnp.asarray(jacobian_change_spectral) / jnp.sqrt(safe), jnp.inf)
+
+
+def stability_radius(residual0, lambda_min0):
+    """``R = 3‖y − u₀‖₂/√λ_min(K₀)``: the ball of Zhang et al.'s stable-Jacobian condition.
+
+    Works on numbers, numpy or JAX arrays: ``residual0`` of shape ``(..., n, k)`` (the raw
+    ``u₀ − y``, not normalised), ``lambda_min0`` of shape ``(...)``. ``inf`` where
+    ``λ_min(K₀) <= 0``.
+    """
+    r = jnp.asarray(residual0)
+    norm = jnp.sqrt(jnp.sum(r**2, axis=(-2, -1)))
+    lam = jnp.asarray(lambda_min0)
+    safe = jnp.where(lam > 0, lam, 1.0)
+    return jnp.where(lam > 0, 3.0 * norm / jnp.sqrt(safe), jnp.inf)
+
+
+def parameter_distance(params0, params) -> jax.Array:
+    """``‖θ − θ₀‖₂`` over every leaf of two parameter pytrees of the same structure."""
+    sq = jax.tree_util.tree_map(lambda a, b: jnp.sum((a - b) ** 2), params, params0)
+    return jnp.sqrt(sum(jax.tree_util.tree_leaves(sq)))
 
 
 def ngd_mse_prediction(k_train_train: jax.Array, y_train: jax.Array, learning_rate, damping):
