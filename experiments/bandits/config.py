@@ -82,9 +82,12 @@ class Agent(Config):
         run's network) or ``"neural"`` (NeuralUCB / NeuralTS).
       method: ``"ucb"`` (argmax of mean + γσ) or ``"ts"`` (Thompson sampling).
       posterior: ``"full"`` (function-space LLA) or ``"diag"`` (the reference code's
-        diagonal); neural agents only.
-      exploration: how γ is set: ``"theory"`` (γ_t), ``"fixed"`` (``gamma``) or
-        ``"evidence"`` (γ = 1, λ and σ² by marginal likelihood).
+        diagonal; only with the reference exploration).
+      exploration: how γ is set (:data:`ntk_limits.bandits.EXPLORATIONS`): ``"zhou"``
+        (Zhou et al.'s finite-width γ_t, the paper's theory agent), ``"kernel-limit"``
+        (its infinite-width limit: OFUL for LinUCB, the NTK-GP's theory γ_t),
+        ``"fixed"`` (``gamma``), ``"evidence"`` (γ = 1, λ and σ² by marginal likelihood)
+        or ``"reference"`` (γ = √(λν) on the diagonal posterior: uclaml/NeuralUCB).
       gamma: the constant γ of ``"fixed"`` (0 is the greedy network); 1 otherwise.
       prior_precision: λ of this agent; ``None`` takes the run's λ (the config's
         ``prior_precision``). Set for the theory agents run at other λ; the name shows it.
@@ -93,7 +96,7 @@ class Agent(Config):
     family: Literal["random", "linucb", "ntkgp", "neural"]
     method: Method = "ucb"
     posterior: Literal["full", "diag"] = "full"
-    exploration: Literal[bandits.EXPLORATIONS] = "theory"
+    exploration: Literal[bandits.EXPLORATIONS] = "zhou"
     gamma: float = field(1.0, ge=0)
     prior_precision: float | None = field(None, gt=0)
 
@@ -101,13 +104,24 @@ class Agent(Config):
         """Rules between fields (one-line errors)."""
         if self.exploration != "fixed" and self.gamma != 1.0:
             raise ValueError(f"gamma {self.gamma} with {self.exploration}; allowed: 1 unless fixed")
-        plain = self.method == "ucb" and self.exploration == "theory"
-        if self.family in ("random", "linucb") and not plain:
+        own = {"random": "zhou", "linucb": "kernel-limit"}.get(self.family)  # one agent each
+        if own and (self.method, self.exploration) != ("ucb", own):
             raise ValueError(
-                f"{self.family} with {self.method}, {self.exploration}; allowed: ucb, theory"
+                f"{self.family} with {self.method}, {self.exploration}; allowed: ucb, {own}"
             )
-        if self.posterior == "diag" and (self.family != "neural" or self.exploration == "evidence"):
-            raise ValueError("posterior diag; allowed: neural agents without evidence tuning")
+        if self.family == "ntkgp" and self.exploration in ("zhou", "reference"):
+            raise ValueError(
+                f"ntkgp with {self.exploration}; allowed: kernel-limit (= zhou at m=∞)"
+            )
+        reference = ("neural", "ucb", "diag")
+        if (self.exploration == "reference") != (self.posterior == "diag") or (
+            self.exploration == "reference"
+            and (self.family, self.method, self.posterior) != reference
+        ):
+            raise ValueError(
+                f"{self.exploration} with posterior {self.posterior}; allowed: the reference "
+                "exploration exactly with NeuralUCB's diagonal posterior"
+            )
 
     @property
     def is_greedy(self) -> bool:
@@ -118,9 +132,9 @@ class Agent(Config):
     def name(self) -> str:
         """The display name, derived from the fields (never parsed back).
 
-        ``random``, ``linucb``, ``ntkgp-ucb-evidence``, ``neuralucb-theory``,
-        ``neuralucb-diag-theory``, ``neuralts-theory-lam1`` (own λ), ``neuralucb-fixed-0.1``,
-        ``greedy`` (:attr:`is_greedy`).
+        ``random``, ``linucb``, ``ntkgp-ucb-evidence``, ``neuralucb-zhou``,
+        ``neuralts-kernel-limit-lam1`` (own λ), ``neuralucb-reference`` (diagonal
+        posterior), ``neuralucb-fixed-0.1``, ``greedy`` (:attr:`is_greedy`).
         """
         if self.family in ("random", "linucb"):
             return self.family
@@ -129,8 +143,7 @@ class Agent(Config):
         if self.family == "ntkgp":
             name = f"ntkgp-{self.method}-{self.exploration}"
         else:
-            diag = "-diag" if self.posterior == "diag" else ""
-            name = f"neural{self.method}{diag}-{self.exploration}"
+            name = f"neural{self.method}-{self.exploration}"
         name += f"-{self.gamma:g}" if self.exploration == "fixed" else ""
         lam = self.prior_precision
         return name + (f"-lam{lam:g}" if lam is not None else "")
@@ -140,11 +153,11 @@ BASELINES = {  # the baseline agents a config may list, by their derived names
     a.name: a
     for a in (
         Agent("random"),
-        Agent("linucb"),
-        Agent("ntkgp", exploration="theory"),
+        Agent("linucb", exploration="kernel-limit"),
+        Agent("ntkgp", exploration="kernel-limit"),
         Agent("ntkgp", exploration="evidence"),
         Agent("ntkgp", method="ts", exploration="evidence"),
-        Agent("neural", posterior="diag", exploration="theory"),
+        Agent("neural", posterior="diag", exploration="reference"),
     )
 }
 
@@ -154,7 +167,10 @@ BASELINES = {  # the baseline agents a config may list, by their derived names
 
 @dataclasses.dataclass(frozen=True)
 class Theory(Config):
-    """Constants of the theory γ_t: noise scale ν, failure probability δ, norm bound S."""
+    """Constants of both theory γ_t: noise scale ν, failure probability δ, norm bound S.
+
+    ν also scales the reference exploration ``√(λν)``.
+    """
 
     nu: float
     delta: float
@@ -239,7 +255,7 @@ class BanditsConfig(Config):
     profile: Literal[PROFILE_NAMES] = "embedded"
     datasets: tuple[Dataset, ...] = field(("iris", "wine"), nonempty=True, distinct=True)
     rounds: int = field(300, ge=1)
-    seeds: tuple[int, ...] = field((0, 1, 2), ge=0, nonempty=True, distinct=True)
+    seeds: tuple[int, ...] = field((0, 1, 2, 3), ge=0, nonempty=True, distinct=True)
     width: int = field(100, ge=1, doc="base width: every agent runs here")
     base_parameterization: Literal[models.PARAMETERIZATIONS] = "ntk"
     methods: tuple[Method, ...] = field(("ucb", "ts"), nonempty=True, distinct=True)
@@ -265,8 +281,10 @@ class BanditsConfig(Config):
     ridge_high: float = field(1e2, gt=0)
     ridge_num: int = field(25, ge=1)
     curve_points: int = field(100, ge=1, doc="cumulative regret stored at this many rounds")
-    ratio_threshold: float = field(1.25, gt=0, doc="C3: theory / best alternative ≥ this")
-    sigmas: float = field(2.0, ge=0, doc="C3: ... and the gap exceeds this many seed SEs")
+    c3_margin_ratio: float = field(
+        1.25, gt=1, doc="C3: regrets within this ratio of each other count as equivalent"
+    )
+    c3_alpha: float = field(0.05, gt=0, lt=0.5, doc="C3: test level (Bonferroni-split)")
     fast_compile: bool = field(
         False, doc="compile without LLVM's optimisation (smoke runs are mostly compilation)"
     )
@@ -334,9 +352,9 @@ _PAPER_WIDTHS = (32, 128, 512, 1024, 4096)
 
 PROFILES = profiles(
     smoke=BanditsConfig(
-        profile="smoke", datasets=("iris",), rounds=40, seeds=(0, 1), width=16,
+        profile="smoke", datasets=("iris",), rounds=40, seeds=(0, 1, 2), width=16,
         fixed_gammas=(0.0, 0.1),
-        baselines=("random", "linucb", "ntkgp-ucb-evidence", "neuralucb-diag-theory"),
+        baselines=("random", "linucb", "ntkgp-ucb-evidence", "neuralucb-reference"),
         sweep_datasets=("iris",), diag_datasets=("iris",), widths=(16,), standard_widths=(),
         train_first=10, train_every=10, train_steps=5, tune_every=10, curve_points=20,
         fast_compile=True,
