@@ -57,9 +57,9 @@ def _base_runs(config: BanditsConfig, dataset: str) -> list[Run]:
     agents = [BASELINES[name] for name in config.baselines]
     agents = [a for a in agents if a.posterior != "diag" or dataset in config.diag_datasets]
     lams = (None, *config.theory_prior_precisions)
-    for e in _THEORIES:
+    for e, methods in zip(_THEORIES, (config.methods, config.kernel_limit_methods), strict=True):
         agents += [Agent("neural", m, exploration=e, prior_precision=lam)
-                   for m in config.methods for lam in lams]  # fmt: skip
+                   for m in methods for lam in lams]  # fmt: skip
     agents += [Agent("neural", m, exploration="evidence") for m in config.methods]
     for i, method in enumerate(config.fixed_methods):
         for g in config.fixed_gammas:

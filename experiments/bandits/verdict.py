@@ -150,11 +150,14 @@ def case_outcome(case: dict, *, seeds, theory: str, margin_ratio: float, alpha: 
     return {"outcome": outcome, "theories": per_theory, "alternatives": len(alts)}
 
 
-def _kept(cases, parameterizations, exclude_widths) -> list[dict]:
+def _kept(cases, parameterizations, exclude_widths, theory) -> list[dict]:
+    """The cases the choices keep: parametrisation, width, and a ``theory`` agent run."""
     return [
         c
         for c in cases
-        if c["parameterization"] in parameterizations and c["width"] not in exclude_widths
+        if c["parameterization"] in parameterizations
+        and c["width"] not in exclude_widths
+        and c["theories"].get(theory)
     ]
 
 
@@ -163,7 +166,7 @@ def evidence_c3(
     parameterizations=("ntk", "standard"), exclude_widths=(),
 ) -> dict:  # fmt: skip
     """Every kept case's outcome (:func:`case_outcome`), and the reason if inconclusive."""
-    kept = _kept(cases, parameterizations, exclude_widths)
+    kept = _kept(cases, parameterizations, exclude_widths, theory)
     kw = dict(seeds=seeds, theory=theory, margin_ratio=margin_ratio, alpha=alpha)
     out = {c["label"]: case_outcome(c, **kw) for c in kept}
     undecided = [k for k, v in out.items() if v["outcome"] == "undecided"]
@@ -205,7 +208,9 @@ def _variants(config: BanditsConfig, cases: list[dict]) -> list[tuple[str, dict]
     widths = sorted({c["width"] for c in cases})
     if len(widths) > 1:
         out.append((f"widest width ({widths[-1]}) dropped", {"exclude_widths": (widths[-1],)}))
-    out.append(("kernel-limit γ_t instead of Zhou's", {"theory": "kernel-limit"}))
+    out.append(
+        ("kernel-limit γ_t instead of Zhou's (cases where it ran)", {"theory": "kernel-limit"})
+    )
     return out
 
 

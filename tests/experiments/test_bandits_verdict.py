@@ -107,6 +107,11 @@ def test_every_theory_agent_must_be_beaten_and_the_kernel_limit_is_an_alternativ
     del case["theories"]["zhou"]["neuralucb-zhou-lam1"]
     assert verdict.decide_c3([case], **BASE) == "holds"
     assert verdict.decide_c3([case], **{**BASE, "theory": "kernel-limit"}) == "fails"
+    # A case without kernel-limit agents (not run there) is left out of that alternative.
+    other = _case((190, 195, 200, 185), alt, width=32)
+    other["theories"]["kernel-limit"] = {}
+    kl = {**BASE, "theory": "kernel-limit"}
+    assert list(verdict.evidence_c3([case, other], **kl)["cases"]) == ["iris/ucb/ntk-100"]
 
 
 def test_leaving_seeds_out_pairs_the_remaining_seeds():
@@ -125,5 +130,5 @@ def test_robustness_alternatives_are_the_ones_a_reviewer_asks_for():
         "without seed 0", "without seed 1", "without seed 2", "without seed 3",
         "ntk cases only", "standard cases only", "margin ratio 1.125", "margin ratio 1.5",
         "alpha 0.01", "alpha 0.1", "widest width (256) dropped",
-        "kernel-limit γ_t instead of Zhou's",
+        "kernel-limit γ_t instead of Zhou's (cases where it ran)",
     ]  # fmt: skip
