@@ -48,6 +48,7 @@ def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run
         tuning=config.tuning if posterior else None,
         training=config.training if neural else None,
         fast_compile=config.fast_compile,
+        x64=config.x64,
         data_dir=config.data_dir,
     )  # fmt: skip
 
@@ -92,6 +93,7 @@ class _Key:
     training: Training | None
     static: bandits.Exploration | None  # compiled in: the diagonal (reference) posterior
     fast_compile: bool
+    x64: bool
 
     @classmethod
     def of(cls, run: Run) -> "_Key":
@@ -99,7 +101,7 @@ class _Key:
         a = run.agent
         static = _exploration(run) if a.posterior == "diag" else None
         fields = (a.family, a.posterior, run.network, run.rounds, run.tuning, run.training)
-        return cls(*fields, static, run.fast_compile)
+        return cls(*fields, static, run.fast_compile, run.x64)
 
 
 def _make_agent(key: _Key, exploration: bandits.Exploration, lam) -> bandits.Agent:
@@ -183,8 +185,15 @@ def execute(run: Run, progress) -> dict:
 
 
 def _execute(run: Run, progress) -> dict:
+    if not run.x64:
+        return _execute_in(run, progress, jnp.float32)
+    with jax.enable_x64(True):  # traced and run in float64 (this run only)
+        return _execute_in(run, progress, jnp.float64)
+
+
+def _execute_in(run: Run, progress, dtype) -> dict:
     program = _program(_Key.of(run))
-    args = (_exploration(run).as_arrays(), jnp.float32(run.lam))
+    args = (_exploration(run).as_arrays(), jnp.asarray(run.lam, dtype))
     index = curve_index(run.rounds, run.curve_points)
     out = {k: [] for k in ("final_regret", "regret_curve", "bonus_curve", "gamma_final")}
     out.update({k: [] for k in ("prior_precision_final", "noise_variance_final", "seconds")})
@@ -193,7 +202,12 @@ def _execute(run: Run, progress) -> dict:
         env = data.make_bandit(run.dataset, data_dir=run.data_dir, num_rounds=run.rounds, seed=seed)
         start = time.perf_counter()
         regret, info = jax.block_until_ready(
-            program(env.contexts, env.rewards, jax.random.key(seed), *args)
+            program(
+                jnp.asarray(env.contexts, dtype),
+                jnp.asarray(env.rewards, dtype),
+                jax.random.key(seed),
+                *args,
+            )  # fmt: skip
         )
         out["seconds"].append(time.perf_counter() - start)
         info = {k: np.asarray(v, np.float64) for k, v in info.items()}

@@ -5,10 +5,12 @@ import io
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_limits import bandits, models
+from ntk_limits import bandits, data, models
 from ntk_limits_experiments import claims, runner, store
 from ntk_limits_experiments.bandits import analysis, study, verdict
 from ntk_limits_experiments.bandits.config import BASELINES, Agent, Run
@@ -128,6 +130,21 @@ def test_agents_are_paired_by_seed(smoke):
     greedy, other = (STUDY.execute(r, lambda *_: None) for r in (runs[0], ts))
     assert greedy["final_regret"] == other["final_regret"]
     assert len(set(greedy["final_regret"])) > 1  # the seeds differ from each other
+
+
+def test_x64_runs_the_agent_in_float64(smoke):
+    config = smoke[0]
+    (run,) = [r for r in STUDY.expand(config) if r.agent.name == "neuralucb-evidence"]
+    run64 = dataclasses.replace(run, x64=True)  # traced only (a trace checks every dtype)
+    program = study._program(study._Key.of(run64))
+    env = data.make_bandit(run.dataset, num_rounds=run.rounds, seed=0)
+    with jax.enable_x64(True):
+        args = (jnp.asarray(env.contexts, jnp.float64), jnp.asarray(env.rewards, jnp.float64))
+        lam = jnp.float64(run64.lam)
+        shapes = jax.eval_shape(
+            program, *args, jax.random.key(0), study._exploration(run64).as_arrays(), lam
+        )
+    assert {v.dtype for v in shapes[1].values()} == {jnp.dtype("float64")}
 
 
 def test_stored_specs_read_back_as_the_typed_runs(smoke):
