@@ -16,7 +16,9 @@ every retraining) and γ from (i) Zhou et al. (2020)'s finite-width γ_t (``"zho
 paper's theory agent; constants C₁ = C₂ = C₃ = 1 and the optimisation term dropped, see
 :func:`ntk_limits.bandits.zhou_gamma` and :data:`~ntk_limits.bandits.ZHOU_CONSTANTS`),
 (ii) its infinite-width limit ``γ_t = ν√(log det(I + K/λ) − 2 log δ) + √λ S``
-(``"kernel-limit"``, smaller), both also at each λ of ``theory_prior_precisions``,
+(``"kernel-limit"``, smaller), also at each λ of ``kernel_limit_prior_precisions``
+(Zhou's γ_t is not run at other λ: by its formula it is ≥ 10⁹ at every λ ≤ 1 here, so
+any λ gives the same agent, which ranks arms by σ alone),
 (iii) each fixed γ of ``fixed_gammas`` (γ = 0 is the greedy network), (iv) online evidence
 maximisation of λ and σ² (``γ = 1``); and ``neuralucb-reference``, the reference code's
 own exploration (uclaml/NeuralUCB ``learner_diag.py``: diagonal posterior, bonus
@@ -299,7 +301,9 @@ class BanditsConfig(Config):
     widths: tuple[int, ...] = field((32, 100, 256), ge=1, distinct=True, doc="NTP sweep")
     standard_widths: tuple[int, ...] = field((100, 256), ge=1, distinct=True, doc="SP sweep")
     prior_precision: float = field(0.01, gt=0, doc="λ (start of evidence tuning)")
-    theory_prior_precisions: tuple[float, ...] = field((1.0,), gt=0, distinct=True)
+    kernel_limit_prior_precisions: tuple[float, ...] = field(
+        (1.0,), gt=0, distinct=True, doc="more λ for the kernel-limit agents (not Zhou's)"
+    )
     kernel_limit_methods: tuple[Method, ...] = field(
         ("ucb",), distinct=True, doc="methods run with the kernel-limit γ_t (budget: UCB)"
     )

@@ -33,7 +33,6 @@ from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "curve_index", "execute", "expand", "summarize"]
 
-_THEORIES = ("zhou", "kernel-limit")  # the theory γ_t: Zhou et al.'s, and its kernel limit
 _SWEPT = ("zhou", "evidence")  # the width sweep: the paper's theory agent and the evidence
 
 
@@ -54,13 +53,13 @@ def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run
 
 
 def _base_runs(config: BanditsConfig, dataset: str) -> list[Run]:
-    """Baselines, then NeuralUCB/TS (both theory γ_t at each λ, evidence, fixed γ)."""
+    """Baselines, then NeuralUCB/TS (Zhou's γ_t, kernel-limit γ_t at each λ, evidence, fixed γ)."""
     agents = [BASELINES[name] for name in config.baselines]
     agents = [a for a in agents if a.posterior != "diag" or dataset in config.diag_datasets]
-    lams = (None, *config.theory_prior_precisions)
-    for e, methods in zip(_THEORIES, (config.methods, config.kernel_limit_methods), strict=True):
-        agents += [Agent("neural", m, exploration=e, prior_precision=lam)
-                   for m in methods for lam in lams]  # fmt: skip
+    agents += [Agent("neural", m, exploration="zhou") for m in config.methods]
+    lams = (None, *config.kernel_limit_prior_precisions)
+    agents += [Agent("neural", m, exploration="kernel-limit", prior_precision=lam)
+               for m in config.kernel_limit_methods for lam in lams]  # fmt: skip
     agents += [Agent("neural", m, exploration="evidence") for m in config.methods]
     for i, method in enumerate(config.fixed_methods):
         for g in config.fixed_gammas:

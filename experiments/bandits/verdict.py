@@ -35,7 +35,8 @@ RULE = (
     "each network of the width sweep (NTP {widths}, SP {swidths}) on {sweep} (UCB). In a "
     "case the theory agents are the full-posterior NeuralUCB/TS agents with Zhou et al. "
     "(2020)'s γ_t (C₁ = C₂ = C₃ = 1, optimisation term dropped: the smallest γ_t the "
-    "formula allows) at each λ run there ({lams}); the alternatives are those of the same "
+    "formula allows) at the run's λ = {lam} (the kernel-limit agents of the robustness "
+    "check also at λ ∈ {lams}); the alternatives are those of the same "
     "method with a fixed γ ({gammas}; 0 is the greedy network) or evidence-tuned λ, σ². "
     "Effect: per-seed log((regret_theory + 1) / (regret_alternative + 1)) over {n} seeds, "
     "paired by seed (same data order and initialisation). A case supports the claim if "
@@ -91,7 +92,7 @@ def _case(config, groups, ds, method, network, lams, gammas) -> dict | None:
 def collect(config: BanditsConfig, groups: dict) -> list[dict]:
     """The cases of the rule (see :data:`RULE`), base network first, then the sweep."""
     base = config.base_network
-    lams = (None, *config.theory_prior_precisions)
+    lams = (None, *config.kernel_limit_prior_precisions)
     cases = [
         _case(config, groups, ds, m, base, lams, config.fixed_gammas)
         for ds in config.datasets
@@ -220,7 +221,7 @@ def rule_text(config: BanditsConfig) -> str:
     return RULE.format(
         width=config.width, par=config.base_parameterization, widths=list(config.widths),
         swidths=list(config.standard_widths), sweep=list(config.sweep_datasets),
-        lams=[config.prior_precision, *config.theory_prior_precisions],
+        lam=config.prior_precision, lams=list(config.kernel_limit_prior_precisions),
         gammas=list(config.fixed_gammas), n=len(config.seeds), alpha=config.c3_alpha,
         margin=config.c3_margin_ratio,
     )  # fmt: skip
