@@ -167,7 +167,20 @@ def evidence_c3(
     cases, *, seeds, theory="zhou", margin_ratio=1.25, alpha=0.05,
     parameterizations=("ntk", "standard"), exclude_widths=(),
 ) -> dict:  # fmt: skip
-    """Every kept case's outcome (:func:`case_outcome`), and the reason if inconclusive."""
+    """Every kept case's outcome (:func:`case_outcome`), and the reason if inconclusive.
+
+    Args:
+      cases: from :func:`collect`.
+      seeds: the seeds used (the robustness check leaves each out in turn).
+      theory: ``"zhou"`` (the rule) or ``"kernel-limit"``.
+      margin_ratio: equivalence margin, a ratio of regrets.
+      alpha: the test level.
+      parameterizations: the cases kept by parametrisation.
+      exclude_widths: widths whose cases are left out.
+
+    Returns:
+      ``{"cases": {label: outcome dict}, "inconclusive_reason": str | None}``.
+    """
     kept = _kept(cases, parameterizations, exclude_widths, theory)
     kw = dict(seeds=seeds, theory=theory, margin_ratio=margin_ratio, alpha=alpha)
     out = {c["label"]: case_outcome(c, **kw) for c in kept}
