@@ -9,30 +9,27 @@ noise chosen online by the marginal likelihood, does better, in SP and NTP alike
 What is run: UCI classification sets as K-armed contextual bandits (disjoint encoding,
 unit-norm features, reward 1 for the true class, round order shuffled by seed). Agents
 (each an :class:`Agent` value; its name, e.g. ``neuralucb-fixed-0.1``, is derived from
-it): uniform random; LinUCB (OFUL γ_t); the exact infinite-width NTK-GP of the same network
+it): uniform random; LinUCB (OFUL γ_t); the exact infinite-width NTK-GP of the network
 (UCB with kernel-limit γ_t, UCB and TS with evidence-tuned prior/noise); NeuralUCB and
 NeuralTS with the full function-space LLA posterior (incremental Cholesky, refactored after
-every retraining) and γ from (i) Zhou et al. (2020)'s finite-width γ_t (``"zhou"``: the
-paper's theory agent; constants C₁ = C₂ = C₃ = 1 and the optimisation term dropped, see
-:func:`ntk_limits.bandits.zhou_gamma` and :data:`~ntk_limits.bandits.ZHOU_CONSTANTS`),
-(ii) its infinite-width limit ``γ_t = ν√(log det(I + K/λ) − 2 log δ) + √λ S``
-(``"kernel-limit"``, smaller), also at each λ of ``kernel_limit_prior_precisions``
-(Zhou's γ_t is not run at other λ: by its formula it is ≥ 10⁹ at every λ ≤ 1 here, so
-any λ gives the same agent, which ranks arms by σ alone),
-(iii) each fixed γ of ``fixed_gammas`` (γ = 0 is the greedy network), (iv) online evidence
-maximisation of λ and σ² (``γ = 1``); and ``neuralucb-reference``, the reference code's
-own exploration (uclaml/NeuralUCB ``learner_diag.py``: diagonal posterior, bonus
-``√(λν)·σ``). The former hybrid (diagonal posterior with theory γ_t) is dropped: no code
-or paper runs it, the full-posterior theory agents test theory γ_t, and its place in the
-budget pays for the reference agent. Network: 1 hidden ReLU layer, squared
-loss, weight decay ``ρ/c`` towards θ₀, retrained every round for the first ``train_first``
-rounds and every ``train_every`` rounds after, ``train_steps`` Nesterov-GD steps from the
-current parameters. The width sweep (NTP ``widths``, SP ``standard_widths``, on
-``sweep_datasets``) runs NeuralUCB with Zhou's γ_t and with evidence tuning. Seeds run one
-after another through one compiled program per (data set, width, parametrisation): on
-this CPU, vmapping seeds triples XLA compile time, which is most of the budget. Every run
-plays the same seeds in the same order; seed ``s`` fixes the data order and the network's
-initialisation, so comparisons between agents are paired by seed.
+every retraining) and γ from (i) Zhou et al. (2020)'s finite-width γ_t (``"zhou"``, the
+paper's theory agent: :func:`ntk_limits.bandits.zhou_gamma`, constants
+:data:`~ntk_limits.bandits.ZHOU_CONSTANTS`, optimisation term dropped; ≥ 10⁹ at every
+λ ≤ 1 here, so it runs at the config's λ only), (ii) its infinite-width limit
+``ν√(log det(I + K/λ) − 2 log δ) + √λ S`` (``"kernel-limit"``, smaller; also at each λ
+of ``kernel_limit_prior_precisions``), (iii) each fixed γ of ``fixed_gammas`` (0 is the
+greedy network), (iv) online evidence maximisation of λ and σ² (``γ = 1``); and
+``neuralucb-reference``, the reference code's own exploration (uclaml/NeuralUCB
+``learner_diag.py``: diagonal posterior, bonus ``√(λν)·σ``). The former hybrid (diagonal
+posterior with theory γ_t) is dropped: no code or paper runs it, the full-posterior theory
+agents test theory γ_t, and its budget pays for the reference agent. Network: 1 hidden
+ReLU layer, squared loss, weight decay ``ρ/c`` towards θ₀, retrained every round for the
+first ``train_first`` rounds and every ``train_every`` rounds after, ``train_steps``
+Nesterov-GD steps from the current parameters. The width sweep (NTP ``widths``, SP
+``standard_widths``, on ``sweep_datasets``) runs NeuralUCB with Zhou's γ_t and with
+evidence tuning. Seeds run one after another through one compiled program per (data set,
+width, parametrisation) (vmapping seeds triples XLA compile time on this CPU). Seed ``s``
+alone fixes the data order and the network's initialisation: agents are paired by seed.
 
 C3 rule (:data:`ntk_limits_experiments.bandits.verdict.RULE`, fixed before the data): per
 case (data set × method at the base network; each sweep network, UCB), the per-seed effect
@@ -50,36 +47,34 @@ of Zhou's.
 
 Commands and expectations (2-core CPU unless stated)::
 
-    ntk-limits run bandits --profile smoke      # ~11 s: 14 runs, compiled unoptimised
-    ntk-limits run bandits --profile embedded   # ~3.5 min: 41 runs × 4 seeds
+    ntk-limits run bandits --profile smoke      # ~11 s: 12 runs, compiled unoptimised
+    ntk-limits run bandits --profile embedded   # ~3-4 min: 37 runs × 4 seeds
     ntk-limits run bandits --profile paper      # GPU; needs --data-dir with uci/*.csv
     ntk-limits run bandits --set width=64 --set fixed_gammas=0,0.05   # any field
 
-Embedded: iris and wine, T = 300 rounds (~2 shuffled passes), 4 seeds (3 would leave
-2-seed subsets to the leave-one-out check, whose Bonferroni t intervals with 1 degree of
-freedom decide nothing), width 100 (the reference default) in NTP for every agent (the
-reference agent on wine only); width sweep NTP 32, 100, 256 and SP 100, 256 on wine;
-kernel-limit γ_t agents for UCB only (budget). 41 runs, 12 compiled programs; XLA
-compilation (≈ 10 s CPU per neural program) is about half of it. λ = 0.01: the weight
-decay ``ρ/c = λ`` must be small for the network to fit (greedy regret on wine 15-24 of
-300 at λ = 0.01, 67-108 at λ = 1; the reference code uses 1e-3); theory agents also run
-at λ = 1, where γ_t is smaller. Expected (measured): Zhou's γ_T ≈ 3·10¹³ (λ = 0.01) or
-1.7·10⁹ (λ = 1): the agents rank arms by σ alone, regret 190-210 of 300 (random: 200);
-kernel-limit γ_T ≈ 19-22 (λ = 0.01) or 6-7 (λ = 1), regret 190-200 except NeuralUCB at
-λ = 1 (85-110); the best fixed γ (0 or 0.1), the evidence-tuned posterior and the
-reference agent reach 18-72, so every case supports C3 (paired regret ratios 3-11, all
-intervals above 1): C3 holds, stable (the kernel-limit γ_t alternative, too); the
-evidence-tuned NTK-GP is among the best agents (20-61). The evidence ends at the ridge
-grid's floor ρ = 1e-4 in almost every run (deterministic rewards: it prefers a noise-free
-fit); the float64 spectrum keeps that choice resolved.
+Embedded: iris and wine, T = 300 rounds (~2 shuffled passes), 4 seeds (with 3, the
+leave-one-out check's Bonferroni t intervals on 2 seeds decide nothing), width 100 (the
+reference default) in NTP for every agent (the reference agent on wine only); width sweep
+NTP 32, 100, 256 and SP 100, 256 on wine; kernel-limit agents for UCB only (budget). 37
+runs, 12 compiled programs (XLA compilation ≈ 10 s CPU per neural program, about half of
+the time; measured: 256 s agent time beside the 3-seed profile of issue 13's start, 231 s,
+on the shared machine: +11 %; that profile took 165 s alone). λ = 0.01: the weight decay
+``ρ/c = λ`` must be small for the network to fit (greedy regret on wine 15-24 of 300 at
+λ = 0.01, 67-108 at λ = 1; the reference code uses 1e-3); kernel-limit agents also run at
+λ = 1, where γ_t is smaller. Expected (measured): Zhou's γ_T ≈ 3·10¹³, so those agents
+rank arms by σ alone, regret 190-210 of 300 (random: 200); kernel-limit γ_T ≈ 19-22
+(λ = 0.01) or 6-7 (λ = 1), regret 190-200 except NeuralUCB at λ = 1 (85-110); the best
+fixed γ (0 or 0.1), the evidence-tuned posterior and the reference agent reach 18-72, so
+every case supports C3 (paired regret ratios 3.0-10.9, every interval above 1): C3 holds,
+stable (12/12 alternatives agree). The evidence ends at the ridge grid's floor ρ = 1e-4
+in 45 of 48 runs (deterministic rewards: it prefers a noise-free fit).
 
 Paper: covertype, magic, shuttle, mushroom, adult, letter (UCI csv files under
 ``data_dir``), T = 10 000, widths 32 … 4096, 5 seeds, retraining every round for the first
-1000 rounds then every 100 (the reference protocol); needs a GPU (O(T³) refactorisations);
-in float64 (``x64``): at T = 10⁴ the Grams reach λ_max ≈ 10²-10³, and K + ρI at the
-evidence grid's floor ρ = 1e-4 has condition ≈ 10⁷, beyond float32. At T = 300 float32
-resolves it (measured on wine, width 100, ρ = 1e-4: posterior variances within 2e-3
-relative of float64, most within 1e-6), so the embedded profile stays in float32.
+1000 rounds then every 100 (the reference protocol); a GPU (O(T³) refactorisations) and
+float64 (``x64``: at T = 10⁴, K + ρI at ρ = 1e-4 has condition ≈ 10⁷, beyond float32; at
+T = 300 float32 resolves it: measured on wine, width 100, ρ = 1e-4, posterior variances
+within 2e-3 relative of float64, most within 1e-6).
 """
 
 import dataclasses
