@@ -1,4 +1,4 @@
-"""Aggregation, tables and the C3 verdict of the bandit study (pure numpy on records).
+"""Aggregation and tables of the bandit study (pure numpy on records; C3: ``verdict.py``).
 
 Records are grouped by the typed values of their spec, ``(data set, Agent, Network)``
 (:meth:`Run.from_json`); agents are selected by their fields and shown by their derived
@@ -6,14 +6,12 @@ names.
 """
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
 from ntk_limits import bandits
-from ntk_limits_experiments import claims, common
+from ntk_limits_experiments import common
 from ntk_limits_experiments.bandits.config import Agent, BanditsConfig, Run
-from ntk_limits_experiments.study import Verdict
 
 __all__ = [
     "agent_order",
@@ -24,8 +22,6 @@ __all__ = [
     "sweep_finals",
     "sweep_table",
     "summary_text",
-    "verdict_c3",
-    "verdict_table",
 ]
 
 _FAMILIES = ("neural", "ntkgp", "linucb", "random")
@@ -34,8 +30,8 @@ _FAMILIES = ("neural", "ntkgp", "linucb", "random")
 def agent_order(agent: Agent) -> tuple:
     """Sort key of tables and legends: neural, NTK-GP, LinUCB, random, then by fields.
 
-    Within a family: full before diagonal posterior, UCB before TS, exploration (theory,
-    fixed, evidence), γ, λ (the config's first).
+    Within a family: full before diagonal posterior, UCB before TS, exploration (Zhou,
+    kernel-limit, fixed, evidence, reference), γ, λ (the config's first).
     """
     return (
         _FAMILIES.index(agent.family), agent.posterior != "full", agent.method != "ucb",
@@ -87,7 +83,7 @@ def base_bonus(config: BanditsConfig, groups: dict) -> dict:
     )
 
 
-_SWEPT = tuple(Agent("neural", "ucb", exploration=e) for e in ("theory", "evidence"))
+_SWEPT = tuple(Agent("neural", "ucb", exploration=e) for e in ("zhou", "evidence"))
 
 
 def sweep_finals(config: BanditsConfig, groups: dict) -> dict:
@@ -143,139 +139,8 @@ def sweep_table(config: BanditsConfig, sweep: dict) -> str:
     return common.markdown_table(["data set", "agent", "param"] + [f"w={w}" for w in widths], rows)
 
 
-def _theories(config: BanditsConfig, base: dict, ds: str, method: str) -> dict:
-    """The full-posterior theory-γ_t agents of ``method`` on ``ds``.
-
-    Ordered (ties go to the first): the config's λ, then ``theory_prior_precisions``.
-    """
-    lams = (None, *config.theory_prior_precisions)
-    theory = Agent("neural", method)  # at the config's λ; the others differ in λ only
-    found = {
-        a: m
-        for (d, a), m in base.items()
-        if d == ds and a.prior_precision in lams and replace(a, prior_precision=None) == theory
-    }
-    return dict(sorted(found.items(), key=lambda am: lams.index(am[0].prior_precision)))
-
-
-def _alternatives(config: BanditsConfig, base: dict, ds: str, method: str) -> dict:
-    """The alternatives to theory γ_t: full-posterior agents of ``method`` on ``ds``.
-
-    Ordered (ties go to the first): each fixed γ of ``fixed_gammas`` in config order (the
-    greedy agent, γ = 0, serves both methods), then evidence tuning.
-    """
-
-    def rank(a: Agent) -> int | None:
-        if (a.family, a.posterior, a.prior_precision) != ("neural", "full", None):
-            return None
-        if a.exploration == "fixed" and (a.is_greedy or a.method == method):
-            return config.fixed_gammas.index(a.gamma) if a.gamma in config.fixed_gammas else None
-        if a.exploration == "evidence" and a.method == method:
-            return len(config.fixed_gammas)
-        return None
-
-    found = {a: m for (d, a), m in base.items() if d == ds and rank(a) is not None}
-    return dict(sorted(found.items(), key=lambda am: rank(am[0])))
-
-
-def _case(config: BanditsConfig, base: dict, ds: str, method: str) -> dict | None:
-    theories = _theories(config, base, ds, method)
-    alts = _alternatives(config, base, ds, method)
-    if not theories or not alts:
-        return None
-    best_theory = min(theories, key=lambda a: _stats(theories[a]["final_regret"])[0])
-    theory = theories[best_theory]
-    t_mean, t_se = _stats(theory["final_regret"])
-    best = min(alts, key=lambda a: _stats(alts[a]["final_regret"])[0])
-    b_mean, b_se = _stats(alts[best]["final_regret"])
-    gap = (t_mean - b_mean) / max(math.hypot(t_se, b_se), 1e-12)
-    ev = alts.get(Agent("neural", method, exploration="evidence"))
-    ev_mean = _stats(ev["final_regret"])[0] if ev else float("nan")
-    return {
-        "dataset": ds, "method": method, "theory_agent": best_theory.name, "theory": t_mean,
-        "theory_se": t_se,
-        "best": best.name, "best_mean": b_mean, "best_se": b_se,
-        "ratio": t_mean / max(b_mean, 1e-12), "gap_sigmas": gap,
-        "evidence_ratio": t_mean / max(ev_mean, 1e-12),
-        "theory_gamma_final": _stats(theory["gamma_final"])[0],
-        "theory_prior_precision": _stats(theory.get("prior_precision_final", [math.nan]))[0],
-    }  # fmt: skip
-
-
-def verdict_c3(config: BanditsConfig, groups: dict) -> tuple[Verdict, list[dict]]:
-    """C3 from the base-width runs: theory γ_t against the best alternative per data set."""
-    base = _base(config, groups)
-    cases = [
-        c for ds in config.datasets for m in config.methods if (c := _case(config, base, ds, m))
-    ]
-    thr, sig = config.ratio_threshold, config.sigmas
-    rule = (
-        f"per data set and method (width {config.width}, {config.base_parameterization}): "
-        f"ratio = mean final regret of the best theory-γ_t agent (λ ∈ "
-        f"{[config.prior_precision, *config.theory_prior_precisions]}) / of the best "
-        f"alternative (fixed γ ∈ "
-        f"{list(config.fixed_gammas)}, γ=0 greedy, or evidence-tuned); holds if every ratio ≥ "
-        f"{thr} and the gap exceeds {sig} combined seed SEs; fails if any ratio ≤ 1; "
-        "inconclusive otherwise"
-    )
-    if not cases:
-        return claims.verdict("C3", "not run", rule, {}), []
-    if all(c["ratio"] >= thr and c["gap_sigmas"] > sig for c in cases):
-        decision = "holds"
-    elif any(c["ratio"] <= 1.0 for c in cases):
-        decision = "fails"
-    else:
-        decision = "inconclusive"
-    evidence = {
-        f"{c['dataset']}/{c['method']}": {
-            k: (round(v, 4) if isinstance(v, float) else v)
-            for k, v in c.items()
-            if k not in ("dataset", "method")
-        }
-        for c in cases
-    }
-    return claims.verdict("C3", decision, rule, evidence), cases
-
-
-def verdict_table(cases: list[dict]) -> str:
-    """Markdown: the numbers the C3 rule is applied to."""
-    header = [
-        "data set", "method", "best theory agent", "its regret", "γ_T", "best alternative",
-        "its regret", "ratio", "gap (SE)", "theory / evidence",
-    ]  # fmt: skip
-    rows = [
-        [
-            c["dataset"],
-            c["method"],
-            c["theory_agent"],
-            f"{c['theory']:.1f} ± {c['theory_se']:.1f}",
-            f"{c['theory_gamma_final']:.2f}",
-            c["best"],
-            f"{c['best_mean']:.1f} ± {c['best_se']:.1f}",
-            f"{c['ratio']:.2f}",
-            f"{c['gap_sigmas']:.1f}",
-            f"{c['evidence_ratio']:.2f}",
-        ]  # fmt: skip
-        for c in cases
-    ]
-    return common.markdown_table(header, rows)
-
-
-def _zhou(config: BanditsConfig, gamma_final: float, lam: float) -> float:
-    """Zhou et al.'s full γ_T at the base width from the theory agent's final log det."""
-    nu = config.nu
-    ratio = ((gamma_final - math.sqrt(lam) * config.norm_bound) / nu) ** 2
-    ratio += 2.0 * math.log(config.delta)
-    e = bandits.Exploration("theory", nu=nu, delta=config.delta, norm_bound=config.norm_bound)
-    # Training term taken as converged (η m λ = 1): the approximation terms remain.
-    return bandits.zhou_gamma(
-        float(config.rounds), ratio, width=config.width, depth=2, prior_precision=lam,
-        learning_rate=1.0 / (config.width * lam), steps=config.train_steps, exploration=e,
-    )  # fmt: skip
-
-
-def summary_text(config: BanditsConfig, cases: list[dict], records: list[dict]) -> str:
-    """A short markdown paragraph: what ran, what was seen, how long it took."""
+def summary_text(config: BanditsConfig, records: list[dict]) -> str:
+    """A short markdown paragraph: what ran, γ_T of the theory agents, repairs, time."""
     seconds = sum(sum(r["metrics"].get("seconds", [])) for r in records if r["status"] == "ok")
     failed = [Run.from_json(r["spec"]).agent.name for r in records if r["status"] != "ok"]
     parts = [
@@ -287,14 +152,37 @@ def summary_text(config: BanditsConfig, cases: list[dict], records: list[dict]) 
         f"{list(config.sweep_datasets)}. "
         f"Agent time {seconds:.0f} s (first call of each program includes compilation)."
     ]
-    for c in cases:
-        parts.append(
-            f"{c['dataset']}/{c['method']}: {c['theory_agent']} (λ = "
-            f"{c['theory_prior_precision']:g}) γ_T ≈ {c['theory_gamma_final']:.1f}, regret "
-            f"{c['theory']:.1f} vs {c['best']} {c['best_mean']:.1f} (ratio {c['ratio']:.2f}); "
-            f"Zhou et al.'s full finite-width γ_T would be "
-            f"{_zhou(config, c['theory_gamma_final'], c['theory_prior_precision']):.3g}."
+    base = _base(config, group_records(records))
+    for (ds, agent), m in sorted(base.items(), key=lambda kv: (kv[0][0], agent_order(kv[0][1]))):
+        if agent.exploration in ("zhou", "kernel-limit") and agent.family == "neural":
+            parts.append(
+                f"{ds}/{agent.name}: γ_T ≈ {_stats(m['gamma_final'])[0]:.3g}, regret "
+                f"{_fmt(m['final_regret'])}."
+            )
+    clamped = {
+        Run.from_json(r["spec"]).agent.name: sum(r["metrics"].get("clamps", [0]))
+        for r in records
+        if r["status"] == "ok" and sum(r["metrics"].get("clamps", [0]))
+    }
+    ridges = [
+        (lam * noise, Run.from_json(r["spec"]).tuning.ridge_low)
+        for r in records
+        if r["status"] == "ok" and Run.from_json(r["spec"]).agent.exploration == "evidence"
+        for lam, noise in zip(
+            r["metrics"]["prior_precision_final"], r["metrics"]["noise_variance_final"], strict=True
         )
+    ]
+    if ridges:
+        floor = sum(rho <= low * (1 + 1e-3) for rho, low in ridges)
+        parts.append(
+            f"Evidence-tuned agents end at the grid's smallest ridge ρ in {floor} of "
+            f"{len(ridges)} seed runs (the evidence prefers noise-free fits)."
+        )
+    parts.append(
+        "Posterior updates clamped to ρ (Schur complement rounded below it): "
+        + (", ".join(f"{k} {v}" for k, v in clamped.items()) if clamped else "none")
+        + "."
+    )
     if failed:
         parts.append(f"Runs not ok: {', '.join(failed)}.")
     return " ".join(parts)

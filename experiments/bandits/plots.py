@@ -15,21 +15,26 @@ _FIXED = ("tab:green", "tab:olive", "tab:cyan", "yellowgreen")  # fixed γ, by d
 
 
 def _color(agent: Agent) -> str:
-    """Grey for random/greedy, one colour per baseline, red theory, blue evidence."""
+    """Grey for random/greedy/reference, a colour per baseline, red/orange/blue by γ kind.
+
+    Red: Zhou et al.'s γ_t; orange: its kernel limit; blue: evidence; greens: fixed γ.
+    """
     if agent.family == "random":
         return "0.6"
     if agent.family == "linucb":
         return "tab:brown"
     if agent.family == "ntkgp":
-        return "tab:pink" if agent.exploration == "theory" else "tab:purple"
+        return "tab:pink" if agent.exploration == "kernel-limit" else "tab:purple"
     if agent.posterior == "diag":
-        return "tab:orange"
+        return "tab:gray"
     if agent.exploration == "fixed":
         if agent.is_greedy:
             return "0.2"
         return _FIXED[(int(round(math.log10(agent.gamma))) + 3) % len(_FIXED)]
-    if agent.exploration == "theory":
+    if agent.exploration == "zhou":
         return "salmon" if agent.prior_precision is not None else "tab:red"
+    if agent.exploration == "kernel-limit":
+        return "navajowhite" if agent.prior_precision is not None else "tab:orange"
     return "tab:blue"
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ntk_limits import bandits, data, models
 from ntk_limits_experiments import common
-from ntk_limits_experiments.bandits import analysis, plots
+from ntk_limits_experiments.bandits import analysis, plots, verdict
 from ntk_limits_experiments.bandits.config import (
     BASELINES,
     PROFILES,
@@ -33,7 +33,7 @@ from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "curve_index", "execute", "expand", "summarize"]
 
-_EXPLORE = ("theory", "evidence")  # every method's explorations besides fixed γ (and the sweep's)
+_SWEPT = ("zhou", "evidence")  # the width sweep: the paper's theory agent and the evidence
 
 
 def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run:
@@ -47,17 +47,20 @@ def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run
         tuning=config.tuning if posterior else None,
         training=config.training if neural else None,
         fast_compile=config.fast_compile,
+        x64=config.x64,
         data_dir=config.data_dir,
     )  # fmt: skip
 
 
 def _base_runs(config: BanditsConfig, dataset: str) -> list[Run]:
-    """Baselines, then NeuralUCB/TS (theory, evidence, theory at other λ, fixed γ)."""
+    """Baselines, then NeuralUCB/TS (Zhou's γ_t, kernel-limit γ_t at each λ, evidence, fixed γ)."""
     agents = [BASELINES[name] for name in config.baselines]
     agents = [a for a in agents if a.posterior != "diag" or dataset in config.diag_datasets]
-    agents += [Agent("neural", m, exploration=e) for m in config.methods for e in _EXPLORE]
-    lams = config.theory_prior_precisions
-    agents += [Agent("neural", m, prior_precision=lam) for m in config.methods for lam in lams]
+    agents += [Agent("neural", m, exploration="zhou") for m in config.methods]
+    lams = (None, *config.kernel_limit_prior_precisions)
+    agents += [Agent("neural", m, exploration="kernel-limit", prior_precision=lam)
+               for m in config.kernel_limit_methods for lam in lams]  # fmt: skip
+    agents += [Agent("neural", m, exploration="evidence") for m in config.methods]
     for i, method in enumerate(config.fixed_methods):
         for g in config.fixed_gammas:
             if g > 0.0 or i == 0:  # γ = 0 is the same greedy agent for UCB and TS
@@ -72,7 +75,7 @@ def expand(config: BanditsConfig) -> list[Run]:
         for network in config.sweep_networks:
             if ds in config.datasets and network == config.base_network:
                 continue  # already run above
-            agents = [Agent("neural", "ucb", exploration=e) for e in _EXPLORE]
+            agents = [Agent("neural", "ucb", exploration=e) for e in _SWEPT]
             runs += [_run(config, ds, a, network) for a in agents]
     return runs
 
@@ -87,8 +90,9 @@ class _Key:
     rounds: int
     tuning: Tuning | None
     training: Training | None
-    static: bandits.Exploration | None  # compiled in: the diagonal posterior cannot tune
+    static: bandits.Exploration | None  # compiled in: the diagonal (reference) posterior
     fast_compile: bool
+    x64: bool
 
     @classmethod
     def of(cls, run: Run) -> "_Key":
@@ -96,7 +100,7 @@ class _Key:
         a = run.agent
         static = _exploration(run) if a.posterior == "diag" else None
         fields = (a.family, a.posterior, run.network, run.rounds, run.tuning, run.training)
-        return cls(*fields, static, run.fast_compile)
+        return cls(*fields, static, run.fast_compile, run.x64)
 
 
 def _make_agent(key: _Key, exploration: bandits.Exploration, lam) -> bandits.Agent:
@@ -142,7 +146,7 @@ def _program(key: _Key):
 
 
 def _exploration(run: Run) -> bandits.Exploration:
-    """The library's exploration of ``run``'s agent (UCB or TS, γ, and the theory's ν, δ, S)."""
+    """The library's exploration of ``run``'s agent (mode, UCB or TS, γ, and ν, δ, S)."""
     agent, theory = run.agent, run.theory
     if theory is None:  # random: unused
         return bandits.Exploration()
@@ -180,16 +184,29 @@ def execute(run: Run, progress) -> dict:
 
 
 def _execute(run: Run, progress) -> dict:
+    if not run.x64:
+        return _execute_in(run, progress, jnp.float32)
+    with jax.enable_x64(True):  # traced and run in float64 (this run only)
+        return _execute_in(run, progress, jnp.float64)
+
+
+def _execute_in(run: Run, progress, dtype) -> dict:
     program = _program(_Key.of(run))
-    args = (_exploration(run).as_arrays(), jnp.float32(run.lam))
+    args = (_exploration(run).as_arrays(), jnp.asarray(run.lam, dtype))
     index = curve_index(run.rounds, run.curve_points)
     out = {k: [] for k in ("final_regret", "regret_curve", "bonus_curve", "gamma_final")}
     out.update({k: [] for k in ("prior_precision_final", "noise_variance_final", "seconds")})
+    out["clamps"] = []  # posterior updates whose Schur complement was clamped to ρ
     for i, seed in enumerate(run.seeds):
         env = data.make_bandit(run.dataset, data_dir=run.data_dir, num_rounds=run.rounds, seed=seed)
         start = time.perf_counter()
         regret, info = jax.block_until_ready(
-            program(env.contexts, env.rewards, jax.random.key(seed), *args)
+            program(
+                jnp.asarray(env.contexts, dtype),
+                jnp.asarray(env.rewards, dtype),
+                jax.random.key(seed),
+                *args,
+            )  # fmt: skip
         )
         out["seconds"].append(time.perf_counter() - start)
         info = {k: np.asarray(v, np.float64) for k, v in info.items()}
@@ -202,6 +219,7 @@ def _execute(run: Run, progress) -> dict:
         out["gamma_final"].append(info["gamma"][-1])
         out["prior_precision_final"].append(info["prior_precision"][-1])
         out["noise_variance_final"].append(info["noise_variance"][-1])
+        out["clamps"].append(int(info["clamps"][-1]))
         progress(i + 1, len(run.seeds))
     return {**out, "curve_rounds": (index + 1).tolist()}
 
@@ -228,14 +246,14 @@ def summarize(config: BanditsConfig, records: list[dict], outdir) -> Summary:
         figures.append(
             plots.plot_width_sweep(sweep, config.sweep_datasets, outdir / "bandits_width.png")
         )
-    verdict, cases = analysis.verdict_c3(config, groups)
+    c3, _, full = verdict.verdict_c3(config, groups)
     tables = {
         "bandits_final_regret": analysis.final_table(config, groups),
         "bandits_width_sweep": analysis.sweep_table(config, sweep),
-        "bandits_c3": analysis.verdict_table(cases),
+        "bandits_c3": verdict.verdict_table(full),
     }
-    text = analysis.summary_text(config, cases, records)
-    return Summary(figures, tables, [verdict], text)
+    text = analysis.summary_text(config, records)
+    return Summary(figures, tables, [c3], text)
 
 
 STUDY = Study(

@@ -16,7 +16,7 @@ from ntk_limits import models
 from tests.bandits.helpers import wine_arrays
 
 ROUNDS = 30
-E = B.Exploration("theory", nu=0.5, delta=0.1, norm_bound=1.0)
+E = B.Exploration("kernel-limit", nu=0.5, delta=0.1, norm_bound=1.0)
 
 pytestmark = pytest.mark.usefixtures("x64_module")  # the references agree to ~1e-12
 

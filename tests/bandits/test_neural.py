@@ -20,7 +20,7 @@ from ntk_limits import kernels, models
 from tests.bandits.helpers import wine_arrays
 
 ROUNDS = 24
-E = B.Exploration("theory", nu=0.5, delta=0.1, norm_bound=1.0)
+E = B.Exploration("kernel-limit", nu=0.5, delta=0.1, norm_bound=1.0)
 
 pytestmark = pytest.mark.usefixtures("x64_module")  # the references agree to ~1e-10
 
@@ -87,7 +87,8 @@ def test_lla_variance_of_an_mlp_matches_weight_space_formula(jit, wine, paramete
     c, lam = B.kernel_scale(arch), 0.3
     assert c == (1.0 if parameterization == "ntk" else 1.0 / 16)
     sched = B.Schedule(train_first=8, train_every=5, steps=10, learning_rate=1.0)
-    agent = B.neural_agent(arch, ROUNDS, exploration=E, schedule=sched, prior_precision=lam)
+    zhou = E._replace(mode="zhou")  # Zhou et al.'s γ_t at m = 16, L = 2 (tested alone)
+    agent = B.neural_agent(arch, ROUNDS, exploration=zhou, schedule=sched, prior_precision=lam)
     state = jit(agent.init)(jax.random.key(1), jnp.asarray(contexts[0]))
     select, update = jit(agent.select), jit(agent.update)
     jac = _jacobian(jit, network)
@@ -103,7 +104,8 @@ def test_lla_variance_of_an_mlp_matches_weight_space_formula(jit, wine, paramete
             log_det_ratio = np.linalg.slogdet(z)[1] - z.shape[0] * math.log(lam)
             # float64 P×P solve (P ~ 230) vs the function-space Cholesky: ~1e-10 apart.
             assert float(info["sd"]) ** 2 == pytest.approx(var, rel=1e-7)
-            assert float(info["gamma"]) == pytest.approx(_gamma(log_det_ratio, lam), rel=1e-9)
+            gamma = B.zhou_gamma(float(t), log_det_ratio, lam, zhou, width=16, depth=2)
+            assert float(info["gamma"]) == pytest.approx(float(gamma), rel=1e-9)
         state = update(state, jnp.asarray(contexts[t, arm]), rewards[t, arm], jnp.int32(t))
 
 
@@ -111,11 +113,12 @@ def test_diagonal_posterior_is_the_reference_code(jit, wine):
     contexts, rewards = wine
     network = models.Network("mlp", 16, 1)
     arch = models.build(network)
-    lam = 0.1
+    lam, reference = 0.1, B.Exploration("reference", nu=0.5)
     never = B.Schedule(train_first=0, train_every=10**6, steps=1)  # parameters stay at θ₀
     agent = B.neural_agent(
-        arch, ROUNDS, posterior="diag", exploration=E, schedule=never, prior_precision=lam
-    )
+        arch, ROUNDS, posterior="diag", exploration=reference, schedule=never,
+        prior_precision=lam,
+    )  # fmt: skip
     traj = jit(lambda k: B.run_bandit(agent, contexts, rewards, k))(jax.random.key(2))
     init = jit(lambda key: arch.init_fn(key, (-1, contexts.shape[-1]))[1])
     params = init(jax.random.split(jax.random.key(2))[0])  # the key run_bandit gives init
@@ -127,11 +130,12 @@ def test_diagonal_posterior_is_the_reference_code(jit, wine):
         g_all = np.asarray(jac(params, jnp.asarray(np.concatenate([pad, contexts[t]]))))
         g_all = g_all[ROUNDS:]  # the arms (the padding keeps the shape of the test above)
         arm = int(traj.actions[t])
-        # uclaml/NeuralUCB learner_diag.py: sigma² = Σ g²/U, then U += g_arm².
+        # uclaml/NeuralUCB learner_diag.py: bonus √(Σ λν g²/U) = √(λν) σ with
+        # σ² = Σ g²/U, then U += g_arm².
         assert float(traj.info["sd"][t]) ** 2 == pytest.approx(
             np.sum(g_all[arm] ** 2 / u), rel=1e-9
         )
-        gamma = _gamma(np.sum(np.log(u / lam)), lam)
+        gamma = math.sqrt(lam * 0.5)
         assert float(traj.info["gamma"][t]) == pytest.approx(gamma, rel=1e-9)
         assert arm == int(np.argmax(means[t] + gamma * np.sqrt(np.sum(g_all**2 / u, axis=1))))
         u += g_all[arm] ** 2

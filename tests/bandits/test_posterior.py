@@ -66,6 +66,22 @@ def test_incremental_posterior_equals_fresh_dense_solve_after_many_rounds(x64, j
     reduction = jit(B.posterior_reduction)
     np.testing.assert_allclose(reduction(factor, queries), reduction(dense, queries), rtol=1e-8)
     assert step._cache_size() == 1  # one compilation for every round
+    assert int(factor.clamps) == 0  # condition ~1e4 in float64: nothing to repair
+
+
+def test_a_clamped_schur_complement_is_counted_and_survives_a_fresh_factor():
+    # The same point twice, k = 1, ρ = 1e-12: the exact Schur complement is ρ(2k + ρ)/(k + ρ)
+    # ≈ 2ρ, but float32 rounds k + ρ − k²/(k + ρ) to 0 < ρ: clamped to ρ, counted once.
+    factor = B.empty_posterior(4, 1e-12, jnp.float32)
+    one = jnp.asarray([1.0, 1.0, 0.0, 0.0], jnp.float32)
+    factor = B.incremental_posterior_update(factor, one, jnp.float32(1.0))
+    assert int(factor.clamps) == 0  # the first point: Schur complement k + ρ
+    factor = B.incremental_posterior_update(factor, one, jnp.float32(1.0))
+    assert int(factor.clamps) == 1
+    assert float(factor.winv[1, 1]) == pytest.approx(1e6, rel=1e-6)  # 1/√ρ after the clamp
+    gram = jnp.ones((4, 4), jnp.float32)
+    fresh = B.dense_posterior(gram, factor.count, jnp.float32(1.0), factor.clamps)
+    assert int(fresh.clamps) == 1
 
 
 def test_posterior_mean_and_variance_match_gp_closed_form(x64, jit, gram):

@@ -10,7 +10,8 @@ Agents are ``(init, select, update)`` pure functions over NamedTuple state
     traj = jax.jit(lambda k: bandits.run_bandit(agent, env.contexts, env.rewards, k))(key)
     traj.regret.cumsum()                                          # (1000,)
 
-One compiled program can serve every exploration (theory / fixed γ / evidence, UCB / TS):
+One compiled program can serve every exploration (Zhou / kernel-limit / fixed γ / evidence /
+reference, UCB / TS):
 build the agent inside the jitted function from ``exploration.as_arrays()``::
 
     play = jax.jit(lambda e, k: bandits.run_bandit(
@@ -31,13 +32,14 @@ from ntk_limits.bandits.evidence import (
 )
 from ntk_limits.bandits.exploration import (
     EXPLORATIONS,
+    ZHOU_CONSTANTS,
     Exploration,
     check_exploration,
     exploration_scale,
     is_mode,
+    kernel_limit_gamma,
     may_tune,
     score_arms,
-    theory_gamma,
     zhou_gamma,
 )
 from ntk_limits.bandits.kernel_agents import (
@@ -80,6 +82,7 @@ from ntk_limits.bandits.retrain import (
 __all__ = [
     "EXPLORATIONS",
     "INFO_KEYS",
+    "ZHOU_CONSTANTS",
     "POSTERIORS",
     "Agent",
     "EvidenceFit",
@@ -104,6 +107,7 @@ __all__ = [
     "linucb",
     "log_evidence",
     "is_mode",
+    "kernel_limit_gamma",
     "may_tune",
     "neural_agent",
     "ntk_gp_agent",
@@ -121,7 +125,6 @@ __all__ = [
     "score_arms",
     "should_retrain",
     "solve",
-    "theory_gamma",
     "tune_evidence",
     "zhou_gamma",
 ]

@@ -167,11 +167,22 @@ def tune_evidence(
       log_precision_bounds: see :func:`profile_log_evidence`.
 
     Returns:
-      The :class:`EvidenceFit`; one ``eigh`` plus ``O(G T)``.
+      The :class:`EvidenceFit` in the dtype of ``gram``, computed in float64; one
+      ``eigh`` plus ``O(G T)``.
     """
-    mu, beta = evidence_spectrum(gram, targets, count)
-    curve, log_lams = jax.vmap(
-        lambda r: profile_log_evidence(mu, beta, count, r, log_precision_bounds)
-    )(log_ridge_grid)
-    best = jnp.argmax(curve)
-    return EvidenceFit(log_lams[best], log_ridge_grid[best], curve[best], curve)
+    dtype = gram.dtype
+    # In float64 whatever the agent's dtype: the grid reaches ρ = 1e-4, below float32's
+    # resolution of the eigenvalues of K (≈ 1e-7 λ_max(K), λ_max ≈ n), so float32 would
+    # get log(μ + ρ) and 1/(μ + ρ) of the small directions wrong. One O(T³) eigh per
+    # re-tuning, locally enabled (the rest of the program keeps its dtype).
+    with jax.enable_x64(True):
+        f64 = jnp.float64
+        mu, beta = evidence_spectrum(gram.astype(f64), targets.astype(f64), count)
+        grid = jnp.asarray(log_ridge_grid).astype(f64)
+        curve, log_lams = jax.vmap(
+            lambda r: profile_log_evidence(mu, beta, count, r, log_precision_bounds)
+        )(grid)
+        is_best = curve == jnp.max(curve)  # (argmax's variadic reduce fails here under jit)
+    best = jnp.argmax(is_best)  # the first maximum, as argmax
+    fit = EvidenceFit(log_lams[best], grid[best], curve[best], curve)
+    return EvidenceFit(*(v.astype(dtype) for v in fit))

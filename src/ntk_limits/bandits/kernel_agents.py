@@ -6,7 +6,7 @@ The posterior is that of a GP with kernel ``k/λ`` and noise ``σ² = ρ/λ`` on
 ``O(T²)`` incremental update (:func:`~ntk_limits.bandits.posterior.incremental_posterior_update`)
 except re-tuning rounds of the ``"evidence"`` exploration, which refactor in ``O(T³)``.
 
-With the linear kernel ``k(x, x') = xᵀx'`` and ``"theory"`` exploration this is LinUCB /
+With the linear kernel ``k(x, x') = xᵀx'`` and ``"kernel-limit"`` exploration this is LinUCB /
 OFUL (Abbasi-Yadkori et al., 2011): ``A = λI + Σ x xᵀ``, ``θ̂ = A⁻¹ Σ r x``, score
 ``θ̂ᵀx + γ_t √(xᵀA⁻¹x)``.
 """
@@ -86,9 +86,10 @@ def kernel_agent(
     Args:
       kernel: ``(x1 (n1, D), x2 (n2, D)) -> (n1, n2)``.
       horizon: ``T``, the buffer size (number of rounds).
-      exploration: UCB or Thompson sampling, and how ``γ`` is set (theory / fixed /
-        evidence, see :mod:`~ntk_limits.bandits.exploration`). ``"theory"`` and
-        ``"fixed"`` use ``σ² = 1`` (``ρ = λ``); ``"evidence"`` re-tunes ``λ, ρ`` every
+      exploration: UCB or Thompson sampling, and how ``γ`` is set (see
+        :mod:`~ntk_limits.bandits.exploration`; ``"zhou"`` is ``"kernel-limit"`` here,
+        the kernel being the infinite-width one). All but ``"evidence"`` use ``σ² = 1``
+        (``ρ = λ``); ``"evidence"`` re-tunes ``λ, ρ`` every
         ``tune_every`` observations and uses ``γ = 1``. Fields may be traced
         (:meth:`~ntk_limits.bandits.Exploration.as_arrays`).
       prior_precision: ``λ`` (initial value under ``"evidence"``).
@@ -121,7 +122,9 @@ def kernel_agent(
         sd = jnp.sqrt(var)
         arm = score_arms(mean, sd, gamma, exploration.thompson, key)
         noise = state.factor.ridge / lam
+        clamps = state.factor.clamps.astype(lam.dtype)
         info = {"gamma": gamma, "sd": sd[arm], "prior_precision": lam, "noise_variance": noise}
+        info["clamps"] = clamps
         return arm, info
 
     def retune(state):
@@ -130,7 +133,7 @@ def kernel_agent(
         fit = tune_evidence(gram, state.y, count, grid.astype(gram.dtype))
         log_ridge = jnp.where(is_evidence, fit.log_ridge, jnp.log(state.factor.ridge))
         log_lam = jnp.where(is_evidence, fit.log_prior_precision, state.log_prior_precision)
-        factor = dense_posterior(gram, count, jnp.exp(log_ridge))
+        factor = dense_posterior(gram, count, jnp.exp(log_ridge), state.factor.clamps)
         return state._replace(factor=factor, log_prior_precision=log_lam)
 
     def update(state, context, reward, t):

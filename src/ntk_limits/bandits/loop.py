@@ -31,7 +31,9 @@ __all__ = [
     "run_bandit",
 ]
 
-INFO_KEYS = ("gamma", "sd", "prior_precision", "noise_variance")
+INFO_KEYS = ("gamma", "sd", "prior_precision", "noise_variance", "clamps")
+"""Per-round diagnostics: ``γ_t``, ``σ_t`` of the chosen arm, ``λ``, ``σ²`` and the
+posterior's clamp count so far (:attr:`~ntk_limits.bandits.GramFactor.clamps`)."""
 
 
 class Agent(NamedTuple):

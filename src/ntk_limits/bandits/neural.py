@@ -130,11 +130,13 @@ def neural_agent(
       horizon: ``T``, the buffer size.
       posterior: ``"full"`` (function-space LLA, incremental Cholesky), ``"diag"``
         (diagonal ``Z``, the reference code) or ``"none"`` (greedy).
-      exploration: UCB/TS and theory / fixed / evidence ``γ`` (static, or traced from
+      exploration: UCB/TS and how ``γ`` is set (static, or traced from
         :meth:`~ntk_limits.bandits.Exploration.as_arrays`, e.g. ``vmap``-ed over
         variants). ``"evidence"`` needs ``"full"``: at retraining rounds that are
         multiples of ``schedule.tune_every`` it re-tunes ``λ`` and ``ρ`` by the linearised
         model's marginal likelihood, and ``ρ`` feeds back into the weight decay.
+        ``"zhou"`` takes ``m = arch.network.hidden_width`` and ``L = depth + 1`` (the
+        weight layers of an MLP) and ``t`` the observations so far.
       schedule: retraining schedule and GD settings.
       prior_precision: ``λ`` (``ρ = λ``, i.e. ``σ² = 1``, unless tuned).
       log_ridge_grid: ``(G,)`` candidate ``log ρ`` for evidence tuning.
@@ -152,6 +154,8 @@ def neural_agent(
     tuning = may_tune(exploration)
     is_evidence = is_mode(exploration, "evidence")
     name = name or f"neural-{posterior}"
+    # Zhou et al.'s m and L: hidden width, weight layers (an MLP's hidden layers + 1).
+    zhou_network = {"width": arch.network.hidden_width, "depth": arch.network.depth + 1}
 
     def init(key, contexts):
         _, params = arch.init_fn(key, (-1, contexts.shape[-1]))
@@ -187,10 +191,12 @@ def neural_agent(
         else:
             var, ratio = variance(state, contexts, lam)
             sd = jnp.sqrt(jnp.maximum(var, 0.0))
-            gamma = exploration_scale(exploration, ratio, lam)
+            gamma = exploration_scale(exploration, ratio, lam, t=state.count, **zhou_network)
         arm = score_arms(mean, sd, gamma, exploration.thompson, key)
         noise = jnp.exp(state.log_ridge) / lam
         info = {"gamma": gamma, "sd": sd[arm], "prior_precision": lam, "noise_variance": noise}
+        clamps = state.factor.clamps if posterior == "full" else jnp.zeros((), jnp.int32)
+        info["clamps"] = clamps.astype(lam.dtype)
         return arm, info
 
     def observe(state, context, reward):
@@ -227,7 +233,8 @@ def neural_agent(
         if tuning:
             due = (t + 1) % schedule.tune_every == 0
             state = jax.lax.cond(due, retune, lambda s, g: s, state, gram)
-        factor = dense_posterior(gram, state.count, jnp.exp(state.log_ridge))
+        ridge = jnp.exp(state.log_ridge)
+        factor = dense_posterior(gram, state.count, ridge, state.factor.clamps)
         return state._replace(factor=factor)
 
     def update(state, context, reward, t):

@@ -19,7 +19,10 @@ Cost model (``n`` observed points, ``T`` buffer, ``m`` query points):
 * :func:`posterior_reduction` / :func:`posterior_mean`: ``O(m T²)``.
 
 The bordered update: with ``l = W k_new`` and ``d² = k_new,new + ρ − ‖l‖²`` (the Schur
-complement, ``≥ ρ``), the new inverse factor is ``[[W, 0], [−lᵀW/d, 1/d]]``.
+complement, ``≥ ρ``), the new inverse factor is ``[[W, 0], [−lᵀW/d, 1/d]]``. Rounding can
+bring the computed ``d²`` below ``ρ`` (in float32 once ``ρ`` is below ``~10⁻⁷ ‖l‖²``); it
+is then clamped to ``ρ`` and counted in :attr:`GramFactor.clamps`, so that a run can
+report how often its posterior was repaired (the count survives a fresh factor).
 """
 
 from typing import NamedTuple
@@ -49,11 +52,14 @@ class GramFactor(NamedTuple):
         ``L Lᵀ = K_n + ρ I_n``; identity beyond ``n``.
       count: ``()`` int32, the number ``n`` of observed points (rows ``0..n-1``).
       ridge: ``()`` the ridge ``ρ`` (noise variance times prior precision).
+      clamps: ``()`` int32, incremental updates so far whose Schur complement rounded
+        below ``ρ`` and was clamped to it (carried over by :func:`dense_posterior`).
     """
 
     winv: jax.Array
     count: jax.Array
     ridge: jax.Array
+    clamps: jax.Array
 
 
 def buffer_mask(size: int, count, dtype) -> jax.Array:
@@ -72,12 +78,13 @@ def empty_posterior(size: int, ridge: float | jax.Array, dtype=jnp.float32) -> G
     Returns:
       A :class:`GramFactor` with ``winv: (T, T)``.
     """
-    return GramFactor(
-        jnp.eye(size, dtype=dtype), jnp.zeros((), jnp.int32), jnp.asarray(ridge, dtype)
-    )
+    zero = jnp.zeros((), jnp.int32)
+    return GramFactor(jnp.eye(size, dtype=dtype), zero, jnp.asarray(ridge, dtype), zero)
 
 
-def dense_posterior(gram: jax.Array, count: jax.Array, ridge: jax.Array) -> GramFactor:
+def dense_posterior(
+    gram: jax.Array, count: jax.Array, ridge: jax.Array, clamps: jax.Array | int = 0
+) -> GramFactor:
     """Fresh factor of ``K_n + ρ I`` from the Gram of the buffer, ``O(T³)``.
 
     Args:
@@ -85,6 +92,7 @@ def dense_posterior(gram: jax.Array, count: jax.Array, ridge: jax.Array) -> Gram
         ignored (masked), so the buffer may hold garbage there.
       count: ``()`` number ``n`` of observed points.
       ridge: ``()`` ``ρ > 0``.
+      clamps: ``()`` the clamp count to carry over (see :attr:`GramFactor.clamps`).
 
     Returns:
       The :class:`GramFactor` (identity beyond ``n``).
@@ -96,7 +104,7 @@ def dense_posterior(gram: jax.Array, count: jax.Array, ridge: jax.Array) -> Gram
     chol = jnp.linalg.cholesky(a)
     eye = jnp.eye(size, dtype=gram.dtype)
     winv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
-    return GramFactor(winv, jnp.asarray(count, jnp.int32), ridge)
+    return GramFactor(winv, jnp.asarray(count, jnp.int32), ridge, jnp.asarray(clamps, jnp.int32))
 
 
 def incremental_posterior_update(
@@ -113,14 +121,16 @@ def incremental_posterior_update(
     Returns:
       The factor of ``n + 1`` points.
     """
-    winv, n, ridge = factor
+    winv, n, ridge, clamps = factor
     k_row = k_row * buffer_mask(winv.shape[0], n, winv.dtype)
     proj = winv @ k_row  # l = L⁻¹ k, zero beyond n
-    # The Schur complement is ≥ ρ in exact arithmetic; clamp rounding below it.
-    d = jnp.sqrt(jnp.maximum(k_self + ridge - proj @ proj, ridge))
+    # The Schur complement is ≥ ρ in exact arithmetic; clamp rounding below it (counted).
+    schur = k_self + ridge - proj @ proj
+    d = jnp.sqrt(jnp.maximum(schur, ridge))
     row = -(proj @ winv) / d  # −lᵀ L⁻¹ / d, zero beyond n
     row = row.at[n].set(1.0 / d)
-    return GramFactor(winv.at[n].set(row), n + 1, ridge)
+    clamps = clamps + (schur < ridge).astype(jnp.int32)
+    return GramFactor(winv.at[n].set(row), n + 1, ridge, clamps)
 
 
 def posterior_reduction(factor: GramFactor, k_cross: jax.Array) -> jax.Array:
