@@ -142,9 +142,15 @@ def _grams_f64(arch: models.Architecture, x, params0, options) -> np.ndarray:
 
 
 def _infinite_ntk(arch: models.Architecture, x) -> np.ndarray:
-    """``Θ∞`` on the training inputs, ``(n, n)`` float64 (jitted: eager stax is slow)."""
-    kernel_fn = jax.jit(lambda a: arch.kernel_fn(a, None, "ntk"))
-    return np.asarray(kernel_fn(jnp.asarray(x)), np.float64)
+    """``Θ∞`` on the training inputs, ``(n, n)``, computed in float64.
+
+    Its ``λ_min`` is compared with ``λ_min(K₀)`` and sets the kernel-regime predictions;
+    float32 rounding of the input Gram alone is ~1e-6 of the largest entry (jitted:
+    eager stax is slow).
+    """
+    with jax.enable_x64(True):
+        kernel_fn = jax.jit(lambda a: arch.kernel_fn(a, None, "ntk"))
+        return np.asarray(kernel_fn(jnp.asarray(x, jnp.float64)), np.float64)
 
 
 def execute(spec: OptimizationRun, progress) -> dict:
