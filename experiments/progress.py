@@ -77,6 +77,8 @@ class Display:
             f"[{self.name} {self.done}/{self.total}] {record['status']}  "
             f"{_describe(record['spec'], self.keys)}  {record['wall_time_s']:.1f}s"
         )
+        if record.get("compile_time_s"):
+            line += f" ({record['compile_time_s']:.1f}s compiling)"
         if record["message"]:
             line += "  " + record["message"].strip().split("\n")[0][:200]
         if not self.tty:

@@ -187,7 +187,7 @@ def _study_section(name: str, summary: dict[str, Any] | None) -> str:
     parts = [
         f"## {name}\n",
         f"Profile `{summary.get('profile')}`; {summary.get('n_runs', 0)} runs ({counts}); "
-        f"{summary.get('wall_time_s', 0):.1f} s of run time.\n",
+        f"{summary.get('wall_time_s', 0):.1f} s of run time{_compiling(summary)}.\n",
         summary.get("text", "").strip() + "\n",
     ]
     for title, table in summary.get("tables", {}).items():
@@ -214,8 +214,16 @@ def _provenance(summaries: dict[str, dict[str, Any]]) -> str:
             device = "{platform}/{kind}".format(**env["device"])
             rows.append((name, env["n_runs"], versions, env["dtype"], device))
     total = sum(s.get("wall_time_s", 0.0) for s in summaries.values())
+    compiling = sum(s.get("compile_time_s") or 0.0 for s in summaries.values())
     table = markdown_table(["study", "runs", "versions", "dtype", "device"], rows) if rows else ""
-    return f"## Provenance\n\n{table}\nTotal run time: {total:.1f} s.\n"
+    share = f" ({compiling:.1f} s compiling)" if compiling else ""
+    return f"## Provenance\n\n{table}\nTotal run time: {total:.1f} s{share}.\n"
+
+
+def _compiling(summary: dict[str, Any]) -> str:
+    """`` (41.2 s of it compiling)``, or nothing where compilation was not measured."""
+    seconds = summary.get("compile_time_s")
+    return f" ({seconds:.1f} s of it compiling)" if seconds else ""
 
 
 def _benchmarks(bench: Any) -> str:

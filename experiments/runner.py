@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ntk_limits_experiments import config as cfg
-from ntk_limits_experiments import store
+from ntk_limits_experiments import store, timing
 from ntk_limits_experiments.config import Config
 from ntk_limits_experiments.progress import Display
 from ntk_limits_experiments.study import Diverged, Spec, Study, Summary
@@ -104,21 +104,28 @@ def _execute(study: Study, spec: Spec, progress) -> dict[str, Any]:
     """Executes one spec and returns its record; only KeyboardInterrupt-like errors escape."""
     start = time.perf_counter()
     status, metrics, message = "ok", {}, ""
-    try:
-        metrics = study.execute(spec, progress)
-        if not isinstance(metrics, dict):
-            raise TypeError(f"execute returned {type(metrics).__name__}, expected a dict")
-        metrics = store.to_jsonable(metrics)
-        json.dumps(metrics)
-    except Diverged as e:
-        status, message = "diverged", str(e) or "loss became non-finite"
-        metrics = store.to_jsonable(getattr(e, "metrics", None) or {})
-    except Exception as e:
-        if is_data_unavailable(e):
-            raise
-        status, metrics, message = "failed", {}, f"{type(e).__name__}: {e}"
+    with timing.compile_clock() as compiling:
+        try:
+            metrics = study.execute(spec, progress)
+            if not isinstance(metrics, dict):
+                raise TypeError(f"execute returned {type(metrics).__name__}, expected a dict")
+            metrics = store.to_jsonable(metrics)
+            json.dumps(metrics)
+        except Diverged as e:
+            status, message = "diverged", str(e) or "loss became non-finite"
+            metrics = store.to_jsonable(getattr(e, "metrics", None) or {})
+        except Exception as e:
+            if is_data_unavailable(e):
+                raise
+            status, metrics, message = "failed", {}, f"{type(e).__name__}: {e}"
     return store.make_record(
-        study.name, store.to_jsonable(spec), status, metrics, message, time.perf_counter() - start
+        study.name,
+        store.to_jsonable(spec),
+        status,
+        metrics,
+        message,
+        time.perf_counter() - start,
+        compile_time_s=compiling.seconds,
     )
 
 
@@ -158,6 +165,7 @@ def _summary_json(study, config, profile, records, summary: Summary, workdir) ->
         "verdicts": verdicts,
         "failures": failures,
         "wall_time_s": round(sum(r["wall_time_s"] for r in records), 3),
+        "compile_time_s": round(sum(r.get("compile_time_s") or 0.0 for r in records), 3),
         "environments": _environments(records),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -218,6 +218,7 @@ def make_record(
     metrics: dict[str, Any],
     message: str,
     wall_time_s: float,
+    compile_time_s: float | None = None,
 ) -> dict[str, Any]:
     """Builds the run record stored in a run file (see the module docstring).
 
@@ -228,10 +229,11 @@ def make_record(
       metrics: what ``execute`` returned (empty unless ok).
       message: empty when ok, else the reason.
       wall_time_s: seconds spent in ``execute``.
+      compile_time_s: of those, seconds JAX spent compiling (``None``: not measured).
 
     Returns:
       ``{study, key, spec, status, metrics, message, seed, versions, dtype, device,
-      wall_time_s, finished_at}``, JSON-serialisable.
+      wall_time_s, compile_time_s, finished_at}``, JSON-serialisable.
     """
     return {
         "study": study,
@@ -243,6 +245,7 @@ def make_record(
         "seed": to_jsonable(spec.get("seed")),
         **environment(),
         "wall_time_s": round(wall_time_s, 6),
+        "compile_time_s": None if compile_time_s is None else round(compile_time_s, 6),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -287,7 +290,8 @@ def _flatten(prefix: str, value: Any, scalars: dict, series: list, key: str) -> 
 def _table_rows(records: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     rows, series = [], []
     for r in records:
-        row = {k: r.get(k) for k in ("key", "status", "message", "seed", "wall_time_s")}
+        columns = ("key", "status", "message", "seed", "wall_time_s", "compile_time_s")
+        row = {k: r.get(k) for k in columns}
         row["finished_at"] = r.get("finished_at")
         _flatten("spec", r["spec"], row, series, r["key"])
         _flatten("metrics", r.get("metrics") or {}, row, series, r["key"])
@@ -301,7 +305,7 @@ def write_tables(
     """Writes ``runs.csv`` and ``series.csv`` for the given records, atomically.
 
     ``runs.csv`` has one row per record (in the given order) with columns ``key, status,
-    message, seed, wall_time_s, finished_at``, then ``spec.<field>`` (nested dicts
+    message, seed, wall_time_s, compile_time_s, finished_at``, then ``spec.<field>`` (nested dicts
     flattened with dots, list-valued fields as JSON text) and ``metrics.<name>`` for
     scalar metrics. List-valued metrics go to ``series.csv`` with columns ``key, metric,
     index, value`` (a list of lists ``m`` becomes metrics ``m[0]``, ``m[1]``, ...).

@@ -137,7 +137,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
     config = runner.prepare_config(STUDY, "smoke", ["sleep=0.3"])
     runner.run_study(STUDY, config, tmp_path / "clean", out=io.StringIO())
-    drop = ["wall_time_s", "finished_at"]
+    drop = ["wall_time_s", "compile_time_s", "finished_at"]
     a, b = (store.load_runs(tmp_path / d, "toy").drop(columns=drop) for d in ("killed", "clean"))
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(

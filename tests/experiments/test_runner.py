@@ -19,7 +19,7 @@ def data_module():
     return data
 
 
-_TIME_COLUMNS = ["wall_time_s", "finished_at"]
+_TIME_COLUMNS = ["wall_time_s", "compile_time_s", "finished_at"]
 
 
 def _counting(study):
@@ -47,7 +47,15 @@ def test_end_to_end_store_summary_and_report(tmp_path):
     out = tmp_path / "toy"
     stored = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(stored) == 6
-    assert {"versions", "dtype", "device", "seed", "wall_time_s", "finished_at"} <= set(stored[0])
+    assert {
+        "versions",
+        "dtype",
+        "device",
+        "seed",
+        "wall_time_s",
+        "compile_time_s",
+        "finished_at",
+    } <= set(stored[0])
     runs = pd.read_csv(out / "runs.csv")
     assert list(runs.key) == [r["key"] for r in records]
     assert runs["metrics.final_loss"].notna().sum() == 4
