@@ -213,6 +213,9 @@ def _with_exact_diagonal(layers: list, network: Network) -> Architecture:
 
     The kernel comes from a second serial with :func:`_exact_diagonal` between the
     layers, so the finite network's init (its PRNG splits) is that of ``layers`` alone.
+    Used for MLPs: a CNN's remaining float32 error (1.6e-6 of its largest entry on its
+    diagonal, measured against float64) sits inside the spatial covariance, which this
+    batch-diagonal copy does not reach.
     """
     init_fn, apply_fn, _ = stax.serial(*layers)
     exact = [_exact_diagonal()]
