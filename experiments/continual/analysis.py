@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ntk_limits_experiments import common
+from ntk_limits_experiments import common, stats
 from ntk_limits_experiments.continual import verdict as c4
 from ntk_limits_experiments.continual.config import ContinualConfig
 from ntk_limits_experiments.study import Verdict
@@ -95,7 +95,8 @@ def frame(records: list[dict]) -> pd.DataFrame:
 def _slope_row(group: pd.DataFrame) -> dict:
     table = group.pivot(index="seed", columns="width", values="forgetting").dropna()
     x = np.log2(np.asarray(table.columns, float))
-    per_seed = [np.polyfit(x, y, 1)[0] for y in table.to_numpy()] if len(x) >= 2 else []
+    fit = len(x) >= 2 and len(table)
+    per_seed = stats.per_seed_slopes(x, table.to_numpy()) if fit else np.array([])
     n = len(per_seed)
     std = float(np.std(per_seed, ddof=1)) if n >= 2 else np.nan
     return {

@@ -24,7 +24,7 @@ import numpy as np
 
 from ntk_limits_experiments import common
 from ntk_limits_experiments.optimization.config import OptimizationConfig
-from ntk_limits_experiments.optimization.verdict import PRACTICAL_WIDTH
+from ntk_limits_experiments.optimization.verdict import PRACTICAL_WIDTH, by_group
 
 __all__ = [
     "conditions_table",
@@ -276,13 +276,6 @@ def _power_law_width(rows: list[dict]) -> float:
     return float(np.exp(w1 + (np.log(0.5) - c1) / slope)) if slope < 0 else math.inf
 
 
-def _groups(rows: list[dict]) -> dict:
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["family"], r["parameterization"]), []).append(r)
-    return groups
-
-
 def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> str:
     """The report's paragraph: what was run, how, and the per-family findings."""
     if not rows:
@@ -313,7 +306,7 @@ def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> s
 def _findings(rows: list[dict]) -> str:
     """One sentence per family: the smallest C′_max and where C′ = 1/2 would be reached."""
     out = []
-    for (fam, p), group in _groups(rows).items():
+    for (fam, p), group in by_group(rows).items():
         best = min(group, key=lambda r: r["cmax_ngd"])
         reach = _power_law_width(group)
         out.append(

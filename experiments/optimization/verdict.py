@@ -23,6 +23,7 @@ __all__ = [
     "C2_RULE",
     "C2_TAUS",
     "PRACTICAL_WIDTH",
+    "by_group",
     "decide_c1",
     "decide_c2",
     "evidence_c1",
@@ -66,13 +67,6 @@ C2_RULE = (
 )
 
 
-def _arr(values) -> np.ndarray:
-    """Nested lists with None -> float array with NaN."""
-    if isinstance(values, list):
-        return np.asarray([_arr(v) for v in values], float)
-    return np.asarray(np.nan if values is None else values, float)
-
-
 # ---------------------------------------------------------------- selection
 
 
@@ -98,7 +92,8 @@ def _seed_index(r: dict, seeds) -> np.ndarray:
     return np.asarray([seeds is None or s in seeds for s in r["seeds"]], bool)
 
 
-def _groups(rows) -> dict:
+def by_group(rows) -> dict:
+    """``(family, parametrisation) -> rows`` sorted by width."""
     out: dict = {}
     for r in rows:
         out.setdefault((r["family"], r["parameterization"]), []).append(r)
@@ -307,7 +302,7 @@ C2_BASE = {"taus": C2_TAUS, "margin": 1.0, "alpha": 0.05, "seeds": None,
 
 
 def _c2_outcome(rows, *, taus, margin, alpha, seeds, parameterizations, drop_widest):
-    groups = _groups(_select(rows, parameterizations, drop_widest))
+    groups = by_group(_select(rows, parameterizations, drop_widest))
     per_tau = {tau: _c2_tau(groups, tau, seeds, margin, alpha) for tau in taus}
     decisions = [d for d, _ in per_tau.values()]
     n_holds, n_fails = decisions.count("holds"), decisions.count("fails")
