@@ -17,6 +17,10 @@ _OPT_LEVEL = "--xla_backend_optimization_level"
 if _OPT_LEVEL not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_OPT_LEVEL}=0".strip()
 
+# The command line keeps JAX's persistent compilation cache in ~/.cache by default; tests
+# that run it (in-process or as subprocesses) leave the user's cache alone.
+os.environ.setdefault("NTK_LIMITS_COMPILE_CACHE", "none")
+
 import jax  # noqa: E402  (after XLA_FLAGS)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -145,3 +145,37 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     )
     assert [p for p in killed.rglob("*") if p.name.endswith(".tmp")] == []
     assert len([json.loads(p.read_text()) for p in _run_files(killed)]) == 6
+
+
+_CACHED_PROGRAM = """
+import sys, jax, jax.numpy as jnp
+from ntk_limits_experiments.cli import _compile_cache_dir, _enable_compile_cache
+hits = []
+jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name))
+_enable_compile_cache(_compile_cache_dir(sys.argv[1]))
+print(float(jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).sum()))
+print(sum(h == "/jax/compilation_cache/cache_hits" for h in hits))
+"""
+
+
+def test_compile_cache_is_reused_by_a_second_process(tmp_path):
+    cache = tmp_path / "cache" / "xla"  # created on first use, parents included
+    run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _CACHED_PROGRAM, str(cache)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.split()  # fmt: skip
+    first, second = run(), run()
+    assert any(cache.iterdir())  # the first process wrote its programs
+    assert first[0] == second[0]  # same result from the cached program
+    assert (int(first[1]), int(second[1]) > 0) == (0, True)
+
+
+def test_compile_cache_none_and_unwritable(tmp_path, capsys):
+    from ntk_limits_experiments.cli import _compile_cache_dir
+
+    assert _compile_cache_dir("none") is None
+    (tmp_path / "file").write_text("")
+    code = main(["run", "kernels", "--compile-cache", str(tmp_path / "file" / "x"),
+                 "--workdir", str(tmp_path / "w")])  # fmt: skip
+    _assert_one_line_error(code, capsys.readouterr().err, "cannot be created")
+    assert not (tmp_path / "w").exists()
