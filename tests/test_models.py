@@ -206,6 +206,7 @@ def test_network_fills_the_kind_defaults_and_is_a_cache_key():
     ("kwargs", "message"),
     [
         (dict(kind="rnn", width=4, depth=1), "unknown network kind 'rnn'; allowed: mlp, cnn, wrn"),
+        (dict(kind="wrn_bn", width=1, depth=10), "allowed: standard"),
         (dict(kind="mlp", width=0, depth=1), "width must be a positive integer"),
         (dict(kind="mlp", width=4, depth=1, activation="gelu"), "allowed: relu, erf, tanh"),
         (dict(kind="wrn", width=1, depth=12), "WRN depth must be 6n+4"),
@@ -261,3 +262,27 @@ def test_init_sampler_matches_the_init_distribution(parameterization):
         # sample sd of n normals has standard error sd/sqrt(2n); allow 5 of them (+ n=1 bias)
         tol = 5 / np.sqrt(2 * n) if n > 1 else 4.0
         assert abs(np.sqrt(np.mean(np.square(leaf))) / sd - 1) < tol
+
+
+def test_batchnorm_wrn_is_the_flax_network_in_training_mode_and_its_gram_is_the_batch_jacobians():
+    from ntk_limits import flax_models
+    from ntk_limits.optimization import full_gram
+
+    arch = models.build(models.Network("wrn_bn", 1, 10, 3, parameterization="standard"))
+    assert arch.kernel_fn is None and arch.name == "wrn-bn-10-1"
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 2))
+    _, params = arch.init_fn(jax.random.key(1), (-1, 8, 8, 2))
+    module = flax_models.flax_wide_resnet(10, 1, 3)
+    variables = module.init(jax.random.key(1), x)
+    f, _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_array_equal(arch.apply_fn(params, x), f)  # same parameters, same map
+    # Batch statistics couple the examples: one example alone gives another output.
+    assert not np.allclose(arch.apply_fn(params, x[:1]), f[:1], atol=1e-3)
+    # The Gram is J Jᵀ of the whole batch's outputs; reference: an explicit jax.jacrev
+    # Jacobian of the flattened batch function (independent of neural-tangents).
+    jac = jax.jacrev(lambda p: arch.apply_fn(p, x).reshape(-1))(params)
+    j = jnp.concatenate([a.reshape(12, -1) for a in jax.tree_util.tree_leaves(jac)], axis=1)
+    for algorithm in ("structured", "jacobian", "ntvp"):
+        gram = full_gram(arch.apply_fn, params, x, algorithm=algorithm)
+        # float32 sums over ~1e5 parameters: a few 1e-7 of the largest entry.
+        np.testing.assert_allclose(gram, j @ j.T, atol=2e-6 * float(jnp.abs(j @ j.T).max()))

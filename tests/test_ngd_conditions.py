@@ -16,6 +16,7 @@ from ntk_limits import kernels, models
 from ntk_limits.linearize import gradient_descent_mse
 from ntk_limits.ngd_conditions import (
     c_prime,
+    jacobian_change_norm,
     jacobian_difference_gram,
     jacobian_stability,
     ngd_mse_prediction,
@@ -24,6 +25,7 @@ from ntk_limits.ngd_conditions import (
     stability_radius,
     steps_to_threshold,
     top_eigenvalue,
+    top_eigenvalue_lanczos,
 )
 from ntk_limits.optimization import first_order, full_gram, make_trajectory_fn, ngd
 from tests.helpers import linear, linear_problem
@@ -178,3 +180,32 @@ def test_c_prime_falls_with_width_in_ntk_parametrization():
     # (slack for the 3-seed average).
     assert c[0] > c[1] > c[2]
     assert c[1] / c[0] < 0.6 and c[2] / c[1] < 0.6
+
+
+def test_lanczos_top_eigenvalue_is_exact_at_full_krylov_size_and_a_lower_bound_before(x64):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(40, 40))
+    m = a @ a.T
+    want = np.linalg.eigvalsh(m)[-1]
+    top = jax.jit(top_eigenvalue_lanczos, static_argnames="num_iters", static_argnums=0)
+    v0 = jnp.ones(40)
+    # 40 steps span the whole space: exact up to float64 round-off (re-orthogonalised).
+    np.testing.assert_allclose(float(top(lambda v: m @ v, v0, num_iters=40)), want, rtol=1e-12)
+    # Fewer steps: a Ritz value, never above λ_max (Cauchy interlacing), rising with steps.
+    few = [float(top(lambda v: m @ v, v0, num_iters=k)) for k in (2, 5, 10, 20)]
+    assert all(f <= want * (1 + 1e-12) for f in few) and few == sorted(few)
+    # A rank-3 operator: the Krylov space is exhausted after 3 steps, later steps add zeros.
+    low = a[:, :3] @ a[:, :3].T
+    np.testing.assert_allclose(
+        float(top(lambda v: low @ v, v0, num_iters=10)), np.linalg.eigvalsh(low)[-1], rtol=1e-10
+    )
+
+
+def test_jacobian_change_norm_matches_the_dense_jacobian_difference(x64, tiny_net):
+    dj = tiny_net.j1 - tiny_net.j0  # explicit Jacobians (jax.jacrev), n·k = 10 rows
+    want = np.linalg.norm(np.asarray(dj), 2)
+    norm = jax.jit(jacobian_change_norm, static_argnums=0, static_argnames="num_iters")
+    args = (tiny_net.apply_fn, tiny_net.params0, tiny_net.params1, tiny_net.x)
+    # 10 steps span the 10-dimensional output space: exact to float64 round-off.
+    np.testing.assert_allclose(float(norm(*args, num_iters=10)), want, rtol=1e-10)
+    assert float(norm(*args, num_iters=3)) <= want * (1 + 1e-12)  # a lower bound before

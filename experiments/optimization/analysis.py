@@ -38,7 +38,12 @@ __all__ = [
 ]
 SECTIONS = ("ngd", "gd", "adam")  # the trajectories whose checkpoints C1 reads
 
-_FAMILY_LABEL = {"mlp": "MLP depth {d}", "cnn": "CNN depth {d}", "wrn": "WRN-{d}"}
+_FAMILY_LABEL = {
+    "mlp": "MLP depth {d}",
+    "cnn": "CNN depth {d}",
+    "wrn": "WRN-{d}",
+    "wrn_bn": "WRN-{d} BatchNorm",
+}
 
 
 def _arr(values) -> np.ndarray:
@@ -63,7 +68,8 @@ def per_seed_c1(m: dict) -> dict:
 
     ``C′ = 3‖ΔJ‖₂/√λ₀`` and ``R = 3‖y−u₀‖₂/√λ₀`` use ``λ₀``'s float64 value or, where it
     is unresolved, its upper bound (``c_exact`` False: both are then lower bounds, and the
-    ball of radius ``R`` lies inside the true one).
+    ball of radius ``R`` lies inside the true one). ``‖ΔJ‖₂`` from Lanczos is a lower bound
+    too (``c_exact`` False).
     """
     lam = _arr(m["lambda_zero_upper"])
     dj = np.concatenate([_by_seed(_arr(m[s]["jacobian_change_spectral"])) for s in SECTIONS], 1)
@@ -79,7 +85,10 @@ def per_seed_c1(m: dict) -> dict:
         "n_in_ball": inside.sum(axis=1),
         "n_checkpoints": np.isfinite(dist).sum(axis=1),
         "max_distance_over_R": _nanmax(dist / radius[:, None]),
-        "c_exact": np.asarray(m["lambda_zero_exact"], bool),
+        "lambda_exact": np.asarray(m["lambda_zero_exact"], bool),
+        "c_exact": np.asarray(m["lambda_zero_exact"], bool)
+        & (m.get("jacobian_norm", "dense") == "dense"),
+        "jacobian_norm": m.get("jacobian_norm", "dense"),
         "lambda_zero": lam,
     }
 
@@ -147,7 +156,10 @@ def _row(spec: dict, m: dict) -> dict:
         "parameterization": net["parameterization"], "num_params": m["num_params"],
         "family": _FAMILY_LABEL[net["kind"]].format(d=net["depth"]),
         "practical": net["width"] <= PRACTICAL_WIDTH[net["kind"]],
-        "seeds": list(spec["seeds"]), "c1": c1, "resolved32": lam > floor,
+        "seeds": list(spec["seeds"]), "c1": c1,
+        # K₀ resolved in the precision NGD ran in (else NGD was solved on round-off)
+        "resolved_ngd": (np.asarray(m["lambda_zero_exact"], bool) if m.get("ngd_float64")
+                         else lam > floor),
         "lambda_min": lam, "lambda_min_med": _median(lam),
         "lambda_zero_med": _median(lam_eff), "singular": not all(m["lambda_zero_exact"]),
         "lambda_min_avg": _median(_arr(m["lambda_min_avg"])),
@@ -280,21 +292,53 @@ def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> s
     """The report's paragraph: what was run, how, and the per-family findings."""
     if not rows:
         return "No run of the optimization study finished; nothing to report."
-    m = rows[0]["metrics"]
     failed = [r for r in records if r["status"] != "ok"]
     lrs = ", ".join(f"{v:g}" for v in config.ngd_lrs)
+    data = "; ".join(
+        dict.fromkeys(
+            f"{r['metrics']['data']} (n = {r['metrics']['n']}, k = {r['metrics']['k']})"
+            for r in rows
+        )
+    )
+    sizes = "; ".join(
+        f"{fam} {p} widths {[r['width'] for r in g]} "
+        f"({_fmt(min(r['num_params'] for r in g))}–{_fmt(max(r['num_params'] for r in g))} "
+        "parameters)"
+        for (fam, p), g in by_group(rows).items()
+    )
+    batchnorm = (
+        " The BatchNorm WRN (flax, standard parametrisation) runs in BatchNorm's training "
+        "mode: batch statistics of the whole training batch, the function that full-batch "
+        "NGD, GD and Adam differentiate; its Jacobian is that of the batch (examples "
+        "coupled), and its Gram, λ_min and C′ are taken on the whole batch at once. It has "
+        "no infinite-width limit: its kernel-regime curves use its own output-averaged K₀ "
+        "(mean over seeds) in place of Θ∞, and with one width it gives C1 witnesses but no "
+        "C2 trend."
+        if any(r["arch"] == "wrn_bn" for r in rows)
+        else ""
+    )
     return (
-        f"Data: {m['data']}; one-hot MSE targets (n = {m['n']}, k = {m['k']}), "
-        f"loss L = ‖f−y‖²/(2nk). Seeds {list(config.seeds)}. For each network we form the full "
+        f"Data: {data}; one-hot MSE targets, loss L = ‖f−y‖²/(2nk). Networks: {sizes}. "
+        f"Seeds {list(config.seeds)}.{batchnorm} For each network we form the full "
         f"(nk × nk) Gram K₀ = J₀J₀ᵀ of the raw outputs; in the infinite-width limit "
         f"K₀ → Θ∞ ⊗ I_k with Θ∞ the output-averaged NTK, so λ_min(K₀) is compared with "
         f"λ_min(Θ∞). Exact NGD (damped Gauss–Newton, Cholesky on K + εI, "
         f"ε = {config.ngd_damping:g}·tr(K₀)/(nk)) ran {config.ngd_steps} steps at "
-        f"η ∈ {{{lrs}}}; GD ran {config.gd_steps} steps at the best of "
-        f"{list(config.gd_lr_fractions)} × 2nk/λ_max(K₀); Adam at lr {config.adam_lr:g}. "
-        f"C′(t) = 3‖J(θ_t) − J(θ₀)‖₂/√λ_min(K₀) was evaluated from the exact ΔJΔJᵀ (the NTK "
-        f"of f(θ_t + δ) − f(θ₀ + δ); its top eigenvalue by a dense eigensolver, exact to "
-        f"float32 round-off) and λ_min(K₀) of the Gram recomputed in float64, at "
+        f"η ∈ {{{lrs}}}; GD ran {config.gd_steps} steps (CNNs and WRNs "
+        f"{config.conv_gd_steps}) at the best of "
+        f"{list(config.gd_lr_fractions)} × 2nk/λ_max(K₀); Adam {config.adam_steps} steps at "
+        f"lr {config.adam_lr:g}. "
+        + (
+            "C′(t) = 3‖J(θ_t) − J(θ₀)‖₂/√λ_min(K₀) was evaluated from the exact ΔJΔJᵀ (the "
+            "NTK of f(θ_t + δ) − f(θ₀ + δ); its top eigenvalue by a dense eigensolver, exact "
+            "to float32 round-off) "
+            if config.jacobian_norm == "dense"
+            else f"C′(t) = 3‖J(θ_t) − J(θ₀)‖₂/√λ_min(K₀) was evaluated with ‖ΔJ‖₂ from "
+            f"{config.lanczos_iters} matrix-free Lanczos steps on ΔJΔJᵀ (NTK-vector products "
+            "of f(θ_t + δ) − f(θ₀ + δ); a lower bound, so C′ is too: it can witness C′ ≥ 1/2 "
+            "but not certify C′ < 1/2) "
+        )
+        + f"and λ_min(K₀) of the Gram recomputed in float64, at "
         f"{config.num_checkpoints} checkpoints per trajectory, next to ‖θ_t − θ₀‖₂ and the "
         f"radius R = 3‖y − u₀‖₂/√λ_min(K₀) of Zhang et al.'s condition. Speed is the "
         f"number of steps to reach {config.loss_threshold:g}·L₀; predictions are the "

@@ -108,6 +108,9 @@ class OptimizationConfig(Config):
     ngd_lrs: tuple[float, ...] = field((0.1, 0.5, 1.0), gt=0, le=2, nonempty=True)
     ngd_damping: float = field(1e-4, gt=0, doc="ε = ngd_damping · tr(K₀)/(n·k)")
     ngd_solver: Literal["cholesky", "cg"] = "cholesky"
+    ngd_float64: bool = field(
+        False, doc="run NGD (and the initial Grams) in float64: float32 cannot resolve K₀"
+    )
     cg_maxiter: int = field(100, ge=1)
     gd_lr_fractions: tuple[float, ...] = field(
         (0.5, 0.9), gt=0, lt=1, nonempty=True, doc="GD step sizes as fractions of 2nk/λ_max(K₀)"
@@ -119,26 +122,43 @@ class OptimizationConfig(Config):
     wrn_depth: int = field(10, ge=10, doc="6n + 4")
     mlp_dataset: Dataset = "mnist5k"
     conv_dataset: Dataset = "mnist5k"
-    pool: int = field(4, ge=1, doc="average-pooling factor of the images")
-    n_train: int = field(16, ge=1)
+    pool: int = field(4, ge=1, doc="average-pooling factor of the MLPs' images")
+    n_train: int = field(16, ge=1, doc="training images of the MLPs")
+    conv_pool: int = field(4, ge=1, doc="average-pooling factor of the CNN/WRN images")
+    conv_n_train: int = field(16, ge=1, doc="training images of the CNNs and WRNs")
     mlp_widths: tuple[int, ...] = field((16,), ge=1, distinct=True)
+    mlp_standard_widths: tuple[int, ...] = field(
+        (), ge=1, distinct=True, doc="widths of the standard-param. MLPs (empty: mlp_widths)"
+    )
     cnn_widths: tuple[int, ...] = field((4,), ge=1, distinct=True)
     wrn_ks: tuple[int, ...] = field((), ge=1, distinct=True, doc="WRN width multipliers k")
+    wrn_bn_ks: tuple[int, ...] = field(
+        (), ge=1, distinct=True, doc="BatchNorm WRN (flax, standard param.) multipliers k"
+    )
     seeds: tuple[int, ...] = field((0, 1), ge=0, nonempty=True, distinct=True)
     ngd_steps: int = field(4, ge=1)
-    gd_steps: int = field(20, ge=1, doc="GD and Adam steps")
+    gd_steps: int = field(20, ge=1, doc="GD steps")
+    adam_steps: int = field(20, ge=1, doc="Adam steps (Adam only gives C′ witnesses and curves)")
+    conv_gd_steps: int = field(20, ge=1, doc="GD (and at most as many Adam) steps of CNNs/WRNs")
     num_checkpoints: int = field(2, ge=1, doc="diagnosed steps per trajectory")
+    jacobian_norm: Literal["dense", "lanczos"] = field(
+        "dense", doc="‖ΔJ‖₂: exact from the formed ΔJΔJᵀ, or matrix-free Lanczos (lower bound)"
+    )
+    lanczos_iters: int = field(24, ge=2, doc="Lanczos steps for jacobian_norm=lanczos")
 
     def check(self) -> None:
         """Rules between fields (one-line ``ValueError``s)."""
-        if not self.mlp_widths and not self.cnn_widths and not self.wrn_ks:
+        if not (self.mlp_widths or self.cnn_widths or self.wrn_ks or self.wrn_bn_ks):
             raise ValueError(
-                "no architecture to run; allowed: a non-empty mlp_widths, cnn_widths or wrn_ks"
+                "no architecture to run; allowed: a non-empty mlp_widths, cnn_widths, wrn_ks "
+                "or wrn_bn_ks"
             )
-        if self.num_checkpoints > min(self.ngd_steps, self.gd_steps):
+        if self.num_checkpoints > min(
+            self.ngd_steps, self.gd_steps, self.adam_steps, self.conv_gd_steps
+        ):
             raise ValueError(
-                f"num_checkpoints ({self.num_checkpoints}) exceeds ngd_steps or "
-                "gd_steps; allowed: at most min(ngd_steps, gd_steps)"
+                f"num_checkpoints ({self.num_checkpoints}) exceeds ngd_steps, gd_steps or "
+                "adam_steps or conv_gd_steps; allowed: at most the smallest of them"
             )
         if (self.wrn_depth - 4) % 6:
             raise ValueError(
@@ -154,17 +174,20 @@ PROFILES = profiles(
         ngd_steps=4, gd_steps=20, num_checkpoints=2,
     ),
     embedded=OptimizationConfig(
-        profile="embedded", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=4, n_train=32,
-        mlp_widths=(16, 128, 1024), cnn_widths=(8, 32), wrn_ks=(),
-        conv_parameterizations=("ntk",), seeds=(0, 1, 2),
-        ngd_steps=12, gd_steps=150, num_checkpoints=3,
+        profile="embedded", mlp_dataset="mnist5k", conv_dataset="mnist5k", pool=1, n_train=256,
+        mlp_depths=(1,), mlp_widths=(64, 1024, 4096), mlp_standard_widths=(64, 1024),
+        cnn_widths=(), wrn_ks=(1,), wrn_bn_ks=(1,), conv_n_train=16, conv_pool=4,
+        conv_parameterizations=("ntk",), seeds=(0, 1, 2), ngd_lrs=(1.0,), gd_lr_fractions=(0.9,),
+        ngd_steps=4, gd_steps=500, adam_steps=100, conv_gd_steps=100, num_checkpoints=2,
+        jacobian_norm="lanczos", lanczos_iters=16, ngd_float64=True,
     ),
     paper=OptimizationConfig(
         profile="paper", mlp_dataset="mnist", conv_dataset="cifar10", pool=1, n_train=256,
+        conv_pool=1, conv_n_train=256, wrn_bn_ks=(1, 2, 4, 8), ngd_float64=True,
         mlp_depths=(1, 2, 3, 4),
         mlp_widths=(16, 64, 256, 1024, 2048), cnn_widths=(16, 64, 256, 512),
         wrn_ks=(1, 2, 4, 8), seeds=(0, 1, 2),
-        ngd_steps=32, gd_steps=2000, num_checkpoints=5,
+        ngd_steps=32, gd_steps=2000, adam_steps=2000, conv_gd_steps=2000, num_checkpoints=5,
     ),
 )  # fmt: skip
 
@@ -188,13 +211,17 @@ class OptimizationRun(Config):
     ngd_lrs: tuple[float, ...]
     ngd_damping: float
     ngd_solver: Literal["cholesky", "cg"]
+    ngd_float64: bool
     cg_maxiter: int
     ngd_steps: int
     gd_steps: int
+    adam_steps: int
     gd_lr_fractions: tuple[float, ...]
     adam_lr: float
     num_checkpoints: int
     loss_threshold: float
+    jacobian_norm: Literal["dense", "lanczos"]
+    lanczos_iters: int
 
     @property
     def ngd_checkpoints(self) -> tuple[int, ...]:
@@ -203,8 +230,13 @@ class OptimizationRun(Config):
 
     @property
     def gd_checkpoints(self) -> tuple[int, ...]:
-        """GD and Adam steps whose parameters are diagnosed."""
+        """GD steps whose parameters are diagnosed."""
         return tuple(checkpoints(self.gd_steps, self.num_checkpoints))
+
+    @property
+    def adam_checkpoints(self) -> tuple[int, ...]:
+        """Adam steps whose parameters are diagnosed."""
+        return tuple(checkpoints(self.adam_steps, self.num_checkpoints))
 
     @property
     def thresholds(self) -> tuple[float, ...]:

@@ -168,8 +168,11 @@ def any_finite_run(out: dict) -> bool:
 def assemble(spec: OptimizationRun, out: dict, theta_inf: np.ndarray, y: np.ndarray) -> dict:
     """The run's metrics (JSON-ready) from the program output ``out`` (see ``program``)."""
     (n, k), thr = y.shape, spec.thresholds
-    stats = gram_stats(out["grams0"], n, k)
+    # One eigensolver per seed (the float64 Gram; ~1.5 s at n·k = 2560): the float32 Gram's
+    # spectrum is judged by its true λ_min against float32's resolution n·k·eps₃₂·λ_max.
     s64 = gram_stats(out["grams0_f64"], n, k, np.float64)
+    eps32 = n * k * float(np.finfo(np.float32).eps)
+    stats = {**s64, "lambda_floor": eps32 * s64["lambda_max"]}
     lam0 = lambda_zero(s64["lambda_min"], s64["lambda_floor"], out["num_params"], n * k)
     eig_inf = np.linalg.eigvalsh((theta_inf + theta_inf.T) / 2)
     diag = _diagnostics(out["diagnostics"], lam0["lambda_zero_upper"])
@@ -187,9 +190,11 @@ def assemble(spec: OptimizationRun, out: dict, theta_inf: np.ndarray, y: np.ndar
                    pred["ngd_loss"], pred["ngd_steps"])  # fmt: skip
     gd = _section(gd_losses, spec.gd_checkpoints, rows(num_lrs), loss0, thr, pred["gd_loss"],
                   pred["gd_steps"])  # fmt: skip
-    adam = _section(out["adam_losses"], spec.gd_checkpoints, rows(num_lrs + 1), loss0, thr)
+    adam = _section(out["adam_losses"], spec.adam_checkpoints, rows(num_lrs + 1), loss0, thr)
     return {
         "num_params": out["num_params"],
+        "jacobian_norm": spec.jacobian_norm,
+        "ngd_float64": spec.ngd_float64,
         "n": n,
         "k": k,
         **{key: clean(v) for key, v in stats.items()},

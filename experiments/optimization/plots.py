@@ -172,7 +172,8 @@ def _loss_panel(ax, r, threshold):
     t_gd = np.arange(len(m["gd"]["loss"][0]))
     ax.plot(t_gd + 1, _median_curve(m["gd"]["loss"]), color="C3", label="GD")
     ax.plot(t_gd + 1, _median_curve(m["gd"]["pred_loss"]), color="C3", ls="--", lw=1)
-    ax.plot(t_gd + 1, _median_curve(m["adam"]["loss"]), color="C2", label="Adam")
+    adam = _median_curve(m["adam"]["loss"])
+    ax.plot(np.arange(len(adam)) + 1, adam, color="C2", label="Adam")
     ax.axhline(threshold * np.median(m["loss0"]), color="0.5", lw=0.8, ls=":")
     _log(
         ax,

@@ -27,33 +27,49 @@ from ntk_limits_experiments.optimization.config import (
     OptimizationConfig,
     OptimizationRun,
 )
-from ntk_limits_experiments.optimization.program import build_program
+from ntk_limits_experiments.optimization.program import build_ngd_program, build_program
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "execute", "expand", "load_data", "summarize"]
 
 # Every field of a run but its network and data set is copied from the config.
 _SHARED = tuple(
-    f.name for f in dataclasses.fields(OptimizationRun) if f.name not in ("network", "dataset")
+    f.name
+    for f in dataclasses.fields(OptimizationRun)
+    if f.name not in ("network", "dataset", "n_train", "pool", "gd_steps", "adam_steps")
 )
 
 
 def expand(config: OptimizationConfig) -> list[OptimizationRun]:
-    """One run per network: MLPs (depth × parametrization × width), the CNNs, the WRNs."""
+    """One run per network: MLPs (depth × parametrization × width), CNNs, WRNs, BN WRNs."""
     shared = {name: getattr(config, name) for name in _SHARED}
-    mlp = (config.mlp_dataset, config.mlp_parameterizations)
-    conv = (config.conv_dataset, config.conv_parameterizations)
-    families = [("mlp", d, *mlp, config.mlp_widths) for d in config.mlp_depths]
-    families += [("cnn", config.cnn_depth, *conv, config.cnn_widths)]
-    families += [("wrn", config.wrn_depth, *conv, config.wrn_ks)]
+    mlp_steps = (config.gd_steps, config.adam_steps)
+    conv_steps = (config.conv_gd_steps, min(config.adam_steps, config.conv_gd_steps))
+    mlp = (config.mlp_dataset, config.n_train, config.pool, *mlp_steps)
+    conv = (config.conv_dataset, config.conv_n_train, config.conv_pool, *conv_steps)
+    sp_widths = config.mlp_standard_widths or config.mlp_widths
+    mlp_widths = {"ntk": config.mlp_widths, "standard": sp_widths}
+    families = [
+        ("mlp", d, *mlp, p, mlp_widths[p])
+        for d in config.mlp_depths
+        for p in config.mlp_parameterizations
+    ]
+    for p in config.conv_parameterizations:
+        families += [("cnn", config.cnn_depth, *conv, p, config.cnn_widths)]
+        families += [("wrn", config.wrn_depth, *conv, p, config.wrn_ks)]
+    # The practical network is trained as people train it: standard parametrisation only.
+    families += [("wrn_bn", config.wrn_depth, *conv, "standard", config.wrn_bn_ks)]
     return [
         OptimizationRun(
             network=models.Network(kind, w, depth, NUM_CLASSES[ds], parameterization=p),
             dataset=ds,
+            n_train=n,
+            pool=pool,
+            gd_steps=gd_steps,
+            adam_steps=adam_steps,
             **shared,
         )
-        for kind, depth, ds, params, widths in families
-        for p in params
+        for kind, depth, ds, n, pool, gd_steps, adam_steps, p, widths in families
         for w in widths
     ]
 
@@ -108,22 +124,41 @@ def _one_blas_thread():
 def _run(arch: models.Architecture, spec: OptimizationRun, x, y):
     """The compiled program's output for every seed, and its compile and run seconds.
 
-    XLA:CPU compiles MLPs with LLVM at -O0 and convolutional networks at -O1. Compilation
-    dominates small runs on CPU. -O0 compiles ~3x faster than the default -O2 and costs
-    MLPs nothing (their time is in library matmuls), but makes small convolutions ~7x
-    slower; -O1 compiles ~2x faster and runs them as fast as -O2.
+    XLA:CPU compiles small MLPs with LLVM at -O0, large MLPs and convolutional networks
+    at -O1. Compilation
+    dominates small runs on CPU: -O0 compiles ~3x faster than the default -O2 and costs
+    small networks little, but makes convolutions ~7x slower and the element-wise work of
+    multi-million-parameter MLPs ~2x slower (measured: 4096 hidden units on 256 images);
+    -O1 compiles ~2x faster than -O2 and runs them about as fast.
     """
     params0 = _init(arch, x, spec.seeds)
-    options = common.cpu_compile_options(0 if spec.network.kind == "mlp" else 1)
+    # An MLP's multiply-adds per forward pass: parameters × inputs; below ~2e8 compiling
+    # dominates and -O0 wins.
+    cost = models.num_params(_tree_index(params0, 0)) * x.shape[0]
+    options = common.cpu_compile_options(0 if x.ndim == 2 and cost < 2e8 else 1)
     with _one_blas_thread():
-        program = build_program(arch.apply_fn, x, y, spec)
-        out, compile_s, run_s = _timed(program, options, params0)
         start = time.perf_counter()
-        grams_f64 = _grams_f64(arch, x, params0, options)
+        with jax.enable_x64(spec.ngd_float64):
+            dtype = jnp.float64 if spec.ngd_float64 else jnp.float32
+            cast = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), dtype), t)
+            ngd_program = build_ngd_program(arch.apply_fn, spec)
+            ngd_out, ngd_compile_s, _ = _timed(ngd_program, options, *map(cast, (params0, x, y)))
+            ngd_out = jax.tree_util.tree_map(np.asarray, ngd_out)
+        ngd_s = time.perf_counter() - start
+        snaps = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float32), ngd_out["ngd_snapshots"]
+        )
+        program = build_program(arch.apply_fn, x, y, spec)
+        out, compile_s, run_s = _timed(program, options, params0, x, y, snaps)
+        start = time.perf_counter()
+        grams_f64 = ngd_out["grams0"] if spec.ngd_float64 else _grams_f64(arch, x, params0, options)
     out = jax.tree_util.tree_map(np.asarray, out)
-    out["grams0_f64"] = grams_f64
+    out |= {k: ngd_out[k] for k in ("damping", "ngd_losses")}
+    out["grams0_f64"] = np.asarray(grams_f64, np.float64)
     out["num_params"] = models.num_params(_tree_index(params0, 0))
-    return out, {"compile": compile_s, "run": run_s, "gram_f64": time.perf_counter() - start}
+    times = {"compile": compile_s + ngd_compile_s, "ngd": ngd_s, "run": run_s,
+             "gram_f64": time.perf_counter() - start}  # fmt: skip
+    return out, times
 
 
 def _grams_f64(arch: models.Architecture, x, params0, options) -> np.ndarray:
@@ -137,8 +172,8 @@ def _grams_f64(arch: models.Architecture, x, params0, options) -> np.ndarray:
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), params0)
         x64 = jnp.asarray(np.asarray(x), jnp.float64)
-        grams = jax.vmap(lambda p: full_gram(arch.apply_fn, p, x64))
-        return np.asarray(jax.jit(grams).lower(p64).compile(options)(p64), np.float64)
+        grams = jax.vmap(lambda p, x: full_gram(arch.apply_fn, p, x), in_axes=(0, None))
+        return np.asarray(jax.jit(grams).lower(p64, x64).compile(options)(p64, x64), np.float64)
 
 
 def _infinite_ntk(arch: models.Architecture, x) -> np.ndarray:
@@ -149,8 +184,15 @@ def _infinite_ntk(arch: models.Architecture, x) -> np.ndarray:
     eager stax is slow).
     """
     with jax.enable_x64(True):
-        kernel_fn = jax.jit(lambda a: arch.kernel_fn(a, None, "ntk"))
+        kernel_fn = jax.jit(lambda a: arch.kernel_fn(a, None, "ntk"))  # x an argument: see program
         return np.asarray(kernel_fn(jnp.asarray(x, jnp.float64)), np.float64)
+
+
+def _output_averaged(grams: np.ndarray, k: int) -> np.ndarray:
+    """``(S, n·k, n·k)`` full Grams -> ``(S, n, n)``: their ``k × k`` blocks' traces / k."""
+    s, nk, _ = grams.shape
+    blocks = grams.reshape(s, nk // k, k, nk // k, k)
+    return np.einsum("sakbk->sab", blocks) / k
 
 
 def execute(spec: OptimizationRun, progress) -> dict:
@@ -164,18 +206,28 @@ def execute(spec: OptimizationRun, progress) -> dict:
     x = x.reshape(x.shape[0], -1) if spec.network.kind == "mlp" else x
     arch = models.build(spec.network)
     start = time.perf_counter()
-    theta_inf = _infinite_ntk(arch, x)
+    theta_inf = None if arch.kernel_fn is None else _infinite_ntk(arch, x)
     inf_s = time.perf_counter() - start
     progress(1, 3)
     out, times = _run(arch, spec, jnp.asarray(x), jnp.asarray(y))
     progress(2, 3)
+    reference = "infinite-width NTK Θ∞"
+    if theta_inf is None:  # no infinite-width limit: the kernel regime of its linearisation
+        theta_inf = _output_averaged(out["grams0_f64"], y.shape[1]).mean(axis=0)
+        reference = "empirical NTK at initialisation (output-averaged, mean over seeds)"
     if not measure.any_finite_run(out):
         raise Diverged(f"{arch.name}: every NGD, GD and Adam run has a non-finite loss")
     with _one_blas_thread():
         metrics = measure.assemble(spec, out, theta_inf, y)
     progress(3, 3)
     time_s = {"infinite_kernel": inf_s, **times}
-    return {"name": arch.name, "data": data_name, **metrics, "time_s": time_s}
+    return {
+        "name": arch.name,
+        "data": data_name,
+        "kernel_reference": reference,
+        **metrics,
+        "time_s": time_s,
+    }
 
 
 def summarize(config: OptimizationConfig, records: list[dict], outdir) -> Summary:

@@ -6,7 +6,7 @@ every choice of its rule as a keyword, and returns ``"holds"``, ``"fails"`` or
 ``"inconclusive"``; ``evidence_c1`` / ``evidence_c2`` return the numbers behind it, and
 ``verdict_c1`` / ``verdict_c2`` add the robustness check
 (:mod:`ntk_limits_experiments.robustness`). The rows' per-seed inputs (``c1``,
-``delivered_at``, ``resolved32``) are computed from the stored metrics by
+``delivered_at``, ``resolved_ngd``) are computed from the stored metrics by
 :func:`ntk_limits_experiments.optimization.analysis.per_seed_c1` and
 :func:`~ntk_limits_experiments.optimization.analysis.per_seed_delivered`.
 """
@@ -33,17 +33,19 @@ __all__ = [
 ]
 
 # The widest networks called practical here (hidden units; channels; WRN multiplier k).
-PRACTICAL_WIDTH = {"mlp": 4096, "cnn": 1024, "wrn": 16}
+PRACTICAL_WIDTH = {"mlp": 4096, "cnn": 1024, "wrn": 16, "wrn_bn": 16}
 C2_TAUS = ("0.1", "0.01", "0.001")
 
 C1_RULE = (
     "Per practical run (MLP ≤ 4096 units, CNN ≤ 1024 channels, WRN k ≤ 16) and seed: "
     "C′_in = max of C′(t) = 3‖J(θ_t)−J(θ₀)‖₂/√λ₀ over the checkpoints of every trajectory "
     "(NGD at each η, GD, Adam) inside Zhang et al.'s ball ‖θ_t−θ₀‖₂ ≤ R = 3‖y−u₀‖₂/√λ₀, "
-    "λ₀ = λ_min(K₀) from the float64 Gram (‖ΔJ‖₂ exact by a dense eigensolver). A seed "
+    "λ₀ = λ_min(K₀) from the float64 Gram (‖ΔJ‖₂ exact by a dense eigensolver, or a "
+    "lower bound from matrix-free Lanczos where the profile says so). A seed "
     "violates the condition if C′_in ≥ 1/2 (one witness in the ball suffices; a lower "
-    "bound of C′ where λ₀ is below float64 resolution still counts), meets it along its "
-    "trajectories if C′_in < 1/2 with an exact λ₀, else is unknown (no checkpoint in the "
+    "bound of C′ where λ₀ is below float64 resolution or ‖ΔJ‖₂ is from Lanczos still "
+    "counts), meets it along its trajectories if C′_in < 1/2 with an exact λ₀ and an "
+    "exact ‖ΔJ‖₂, else is unknown (no checkpoint in the "
     "ball, or only a lower bound below 1/2). A run violates (meets) the condition if all of "
     "its ≥ 2 seeds do (each C′ is a deterministic witness, not a sample mean; two seeds "
     "are the least for 'every seed' to mean anything). Holds if every practical run "
@@ -55,7 +57,8 @@ C2_RULE = (
     "log₂[(T_GD/T_NGD)_measured/(T_GD/T_NGD)_predicted], T the steps to reach τ·L₀, NGD at "
     "η = 1 and GD at its best step size on the same seed (paired), predictions from the "
     "kernel regime on Θ∞; a run that did not reach τ gives an interval (censored). Runs "
-    "whose float32 K₀ is below float32 resolution (NGD solved on round-off) are left out. "
+    "whose K₀ is below the resolution of the precision NGD ran in (float32, or float64 "
+    "where the profile says so; NGD solved on round-off) are left out. "
     "Trend: per family × parametrisation and seed, the least-squares line of d on log₂ "
     "width evaluated at the practical width (MLP 4096, CNN 1024; interval arithmetic for "
     "censored ends); needs ≥ 2 widths. The group falls short if the 95 % Student-t "
@@ -109,7 +112,11 @@ def _c1_seed(r: dict, i: int, threshold: float) -> str:
         return "unknown (no checkpoint inside R)"
     if c >= threshold:
         return "violated"
-    return "met" if r["c1"]["c_exact"][i] else "unknown (C′ a lower bound: λ₀ unresolved)"
+    return (
+        "met"
+        if r["c1"]["c_exact"][i]
+        else "unknown (C′ a lower bound: λ₀ unresolved or ‖ΔJ‖₂ from Lanczos)"
+    )
 
 
 def _c1_run(r: dict, seeds, threshold: float, min_seeds: int) -> tuple[str, str]:
@@ -167,7 +174,12 @@ def evidence_c1(rows, **choices) -> dict:
             "seeds": list(r["seeds"]),
             # λ₀ in float64, or its upper bound where even float64 cannot resolve it
             "lambda_zero_f64_or_bound": [_f(v) for v in c["lambda_zero"]],
-            "lambda_zero_exact": [bool(v) for v in c["c_exact"]],
+            "lambda_zero_exact": [bool(v) for v in c["lambda_exact"]],
+            "jacobian_change_norm": (
+                "exact (dense eigensolver)"
+                if c["jacobian_norm"] == "dense"
+                else "Lanczos lower bound"
+            ),
             "radius_R": [_f(v) for v in c["radius"]],
             "C_prime_in_ball": [_f(v) for v in c["c_in"]],
             "C_prime_whole_trajectory": [_f(v) for v in c["c_all"]],
@@ -241,8 +253,8 @@ def _c2_group(group, tau, seeds, margin, alpha) -> dict:
             left_out[r["width"]] = "τ not measured"
             continue
         d = np.asarray(r["delivered_at"][tau], float)[idx]
-        if not np.all(r["resolved32"][idx]):
-            left_out[r["width"]] = "K₀ below float32 resolution"
+        if not np.all(r["resolved_ngd"][idx]):
+            left_out[r["width"]] = "K₀ below the resolution of NGD's precision"
         elif np.isnan(d).any():
             left_out[r["width"]] = "no finite kernel-regime prediction"
         else:

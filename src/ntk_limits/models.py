@@ -50,10 +50,15 @@ PARAMETERIZATIONS = ("ntk", "standard")
 ACTIVATIONS = ("relu", "erf", "tanh")
 
 
-_KINDS = ("mlp", "cnn", "wrn")
+_KINDS = ("mlp", "cnn", "wrn", "wrn_bn")
 # (W_std, b_std) when a Network leaves them unset: He-style ReLU scaling for the plain
 # networks, unit weights and no bias for the residual one (its sums double the variance).
-_DEFAULT_STDS = {"mlp": (math.sqrt(2.0), 0.1), "cnn": (math.sqrt(2.0), 0.1), "wrn": (1.0, 0.0)}
+_DEFAULT_STDS = {
+    "mlp": (math.sqrt(2.0), 0.1),
+    "cnn": (math.sqrt(2.0), 0.1),
+    "wrn": (1.0, 0.0),
+    "wrn_bn": (math.sqrt(2.0), 0.0),  # flax's He-normal convolutions (fixed, informational)
+}
 
 
 def _positive_int(name: str, value) -> None:
@@ -69,8 +74,10 @@ class Network:
 
     Attributes:
       kind: ``"mlp"`` (dense), ``"cnn"`` (SAME 3×3 convolutions, global average pool,
-        dense readout) or ``"wrn"`` (WideResNet without BatchNorm, see
-        :func:`wide_resnet`).
+        dense readout), ``"wrn"`` (WideResNet without BatchNorm, see
+        :func:`wide_resnet`) or ``"wrn_bn"`` (the practical WideResNet with BatchNorm,
+        :func:`ntk_limits.flax_models.flax_wide_resnet`; finite only, standard
+        parametrisation, see :func:`build` for its BatchNorm mode).
       width: hidden units (mlp), channels (cnn), or the WRN width multiplier ``k``
         (groups of ``16k``, ``32k``, ``64k`` channels); see :attr:`hidden_width`.
       depth: hidden layers (mlp), convolutions (cnn), total depth ``6n + 4`` (wrn).
@@ -100,12 +107,18 @@ class Network:
             raise ValueError(f"unknown network kind {self.kind!r}; allowed: {', '.join(_KINDS)}")
         for name in ("width", "depth", "out_dim"):
             _positive_int(name, getattr(self, name))
-        if self.kind == "wrn" and (self.depth < 10 or (self.depth - 4) % 6):
+        if self.kind == "wrn_bn" and self.parameterization != "standard":
+            raise ValueError(
+                f"wrn_bn is trained as people train it, in the standard parameterization; "
+                f"got {self.parameterization!r}; allowed: standard"
+            )
+        if self.kind in ("wrn", "wrn_bn") and (self.depth < 10 or (self.depth - 4) % 6):
             raise ValueError(
                 f"WRN depth must be 6n+4 with n >= 1, got {self.depth}; allowed: 10, 16, 22, 28"
             )
-        if self.activation not in ACTIVATIONS or (self.kind == "wrn" and self.activation != "relu"):
-            allowed = "relu" if self.kind == "wrn" else ", ".join(ACTIVATIONS)
+        residual = self.kind in ("wrn", "wrn_bn")
+        if self.activation not in ACTIVATIONS or (residual and self.activation != "relu"):
+            allowed = "relu" if residual else ", ".join(ACTIVATIONS)
             raise ValueError(f"unknown activation {self.activation!r}; allowed: {allowed}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(
@@ -128,13 +141,15 @@ class Network:
     @property
     def hidden_width(self) -> int:
         """Units (mlp) or channels (cnn) per hidden layer; the narrowest group ``16k`` (wrn)."""
-        return 16 * self.width if self.kind == "wrn" else self.width
+        return 16 * self.width if self.kind in ("wrn", "wrn_bn") else self.width
 
     @property
     def name(self) -> str:
         """A short description, e.g. ``"mlp-d2-w512-relu-ntk"`` or ``"wrn-16-4-ntk"``."""
         if self.kind == "wrn":
             return f"wrn-{self.depth}-{self.width}-{self.parameterization}"
+        if self.kind == "wrn_bn":
+            return f"wrn-bn-{self.depth}-{self.width}"
         return f"{self.kind}-d{self.depth}-w{self.width}-{self.activation}-{self.parameterization}"
 
 
@@ -146,7 +161,8 @@ class Architecture(NamedTuple):
         leading batch dimension (use ``-1``).
       apply_fn: ``(params, x) -> f`` with ``x: (n, ...)`` and ``f: (n, out_dim)``.
       kernel_fn: ``(x1, x2, get) -> kernel``: the infinite-width ``"nngp"`` or ``"ntk"``,
-        shape ``(n1, n2)`` (output dimensions are independent and identical).
+        shape ``(n1, n2)`` (output dimensions are independent and identical); ``None``
+        for a network without an infinite-width limit (``"wrn_bn"``).
       network: the description it was built from (:func:`build`).
     """
 
@@ -181,6 +197,8 @@ def build(network: Network) -> Architecture:
       >>> arch.network.W_std                       # the mlp default, sqrt(2)
       1.4142135623730951
     """
+    if network.kind == "wrn_bn":
+        return _batchnorm_wrn(network)
     kw = dict(W_std=network.W_std, b_std=network.b_std, parameterization=network.parameterization)
     if network.kind == "mlp":
         layers = []
@@ -206,6 +224,39 @@ def build(network: Network) -> Architecture:
     ]
     init_fn, apply_fn, kernel_fn = stax.serial(*layers)
     return Architecture(init_fn, apply_fn, _quiet_fan_in(kernel_fn), network)
+
+
+def _batchnorm_wrn(network: Network) -> Architecture:
+    """The BatchNorm WideResNet as a pure ``apply_fn(params, x)``, in training mode.
+
+    BatchNorm mode: **batch statistics of the inputs of the call** (flax ``train=True``);
+    the running averages are neither read nor returned. Full-batch GD, NGD and Adam on a
+    training set differentiate exactly this function of ``(params, x_train)``, so its
+    Jacobian, empirical NTK, ``λ_min(K₀)`` and ``C′`` are those of the trained map.
+    Examples are coupled through the statistics: ``f(x)[i]`` depends on every row of
+    ``x``, so kernels must be taken on the whole training batch at once (never in
+    blocks), and there is no infinite-width kernel (``kernel_fn`` is ``None``).
+    """
+    import jax.numpy as jnp
+
+    from ntk_limits import flax_models
+    from ntk_limits.kernels import couple_examples
+
+    module = flax_models.flax_wide_resnet(network.depth, network.width, network.out_dim)
+    # BatchNorm statistics have one entry per channel: their shapes do not depend on x.
+    stats = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["batch_stats"]
+
+    def init_fn(key, input_shape):
+        params = module.init(key, jnp.zeros((1, *input_shape[1:]), jnp.float32))["params"]
+        return (input_shape[0], network.out_dim), params
+
+    def apply_fn(params, x):
+        # Running averages: unused in training mode; zeros in the inputs' dtype (float64 too).
+        stats0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, x.dtype), stats)
+        variables = {"params": params, "batch_stats": stats0}
+        return module.apply(variables, x, train=True, mutable=["batch_stats"])[0]
+
+    return Architecture(init_fn, couple_examples(apply_fn), None, network)
 
 
 def _with_exact_diagonal(layers: list, network: Network) -> Architecture:

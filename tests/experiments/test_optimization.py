@@ -92,9 +92,18 @@ def test_expand_gives_one_network_per_run_in_order():
         for p in paper.mlp_parameterizations
         for w in paper.mlp_widths
     ]
-    kinds = [n.kind for n in nets]
-    assert kinds == sorted(kinds, key=("mlp", "cnn", "wrn").index)  # MLPs, CNNs, then WRNs
-    assert len(runs) == len(mlps) + 2 * (len(paper.cnn_widths) + len(paper.wrn_ks))
+    conv = [(n.kind, n.parameterization) for n in nets if n.kind != "mlp"]
+    assert conv == [  # per parametrisation CNNs then WRNs; the BatchNorm WRN (standard) last
+        (kind, p)
+        for p in paper.conv_parameterizations
+        for kind, ws in (("cnn", paper.cnn_widths), ("wrn", paper.wrn_ks))
+        for _ in ws
+    ] + [("wrn_bn", "standard")] * len(paper.wrn_bn_ks)
+    assert [n.kind for n in nets[: len(mlps)]] == ["mlp"] * len(mlps)
+    conv_runs = [r for r in runs if r.network.kind != "mlp"]
+    assert {(r.n_train, r.pool, r.gd_steps) for r in conv_runs} == {
+        (paper.conv_n_train, paper.conv_pool, paper.conv_gd_steps)
+    }
     wrn = next(n for n in nets if n.kind == "wrn")
     assert (wrn.width, wrn.hidden_width, wrn.W_std, wrn.b_std) == (1, 16, 1.0, 0.0)
     cnn = next(r for r in runs if r.network.kind == "cnn")
@@ -122,7 +131,7 @@ def test_smoke_metrics_are_well_formed(smoke):
         assert np.shape(m["ngd"]["loss"]) == (lrs, seeds, config.ngd_steps + 1)
         assert np.shape(m["ngd"]["pred_loss"]) == (lrs, seeds, config.ngd_steps + 1)
         assert np.shape(m["gd"]["loss"]) == (seeds, config.gd_steps + 1)
-        assert np.shape(m["adam"]["loss"]) == (seeds, config.gd_steps + 1)
+        assert np.shape(m["adam"]["loss"]) == (seeds, config.adam_steps + 1)
         assert np.shape(m["ngd"]["c_prime"]) == (lrs, seeds, config.num_checkpoints)
         assert np.shape(m["gd"]["pred_loss"]) == (seeds, config.gd_steps + 1)
         assert m["ngd"]["checkpoints"] == cfg.checkpoints(config.ngd_steps, config.num_checkpoints)
@@ -229,7 +238,7 @@ def tfds_dir(tmp_path_factory):
 def test_paper_profile_reads_tfds(tfds_dir):
     """The paper loader path: no data folder fails at once; tfds data is read and trained on."""
     paper = STUDY.get_config("paper")
-    for kind in ("mlp", "cnn", "wrn"):
+    for kind in ("mlp", "cnn", "wrn", "wrn_bn"):
         run = next(r for r in expand(paper) if r.network.kind == kind)
         with pytest.raises(data.DataUnavailableError):
             STUDY.execute(run, lambda done, total: None)
@@ -237,10 +246,31 @@ def test_paper_profile_reads_tfds(tfds_dir):
     assert (x.shape, y.shape, name[:10]) == ((10, 4, 4, 3), (10, 10), "CIFAR-10: ")
     tiny = ["n_train=10", "seeds=0", "ngd_lrs=1", "gd_lr_fractions=0.5", "ngd_steps=1",
             "gd_steps=1", "num_checkpoints=1", "pool=8", "mlp_depths=1", "mlp_widths=1",
-            "mlp_parameterizations=ntk", "cnn_widths=", "wrn_ks="]  # fmt: skip
+            "mlp_parameterizations=ntk", "cnn_widths=", "wrn_ks=", "wrn_bn_ks="]  # fmt: skip
     config = runner.prepare_config(STUDY, "paper", tiny, data_dir=tfds_dir)
     (run,) = expand(config)
     m = STUDY.execute(run, lambda done, total: None)
     assert m["data"] == "MNIST: 10 class-balanced training images, 8x8-average-pooled to 3x3"
     assert (m["n"], m["k"], m["num_params"]) == (10, 10, 9 * 1 + 1 + 1 * 10 + 10)
     assert np.shape(m["ngd"]["loss"]) == (1, 1, 2) and np.shape(m["gd"]["loss"]) == (1, 2)
+
+
+def test_batchnorm_wrn_runs_beside_its_twin_with_its_own_kernel_as_the_reference():
+    """The practical network: trained by NGD, GD and Adam in BatchNorm's training mode."""
+    tiny = ["mlp_widths=", "cnn_widths=", "wrn_ks=1", "wrn_bn_ks=1", "seeds=0,1",
+            "conv_n_train=6", "conv_pool=7", "ngd_steps=2", "conv_gd_steps=4", "adam_steps=4",
+            "num_checkpoints=2", "jacobian_norm=lanczos", "lanczos_iters=8"]  # fmt: skip
+    config = runner.prepare_config(STUDY, "smoke", tiny)
+    twin, bn = expand(config)
+    assert (twin.network.kind, bn.network.kind, bn.network.parameterization) == (
+        "wrn", "wrn_bn", "standard",
+    )  # fmt: skip
+    with jax.numpy_dtype_promotion("standard"):  # flax's BatchNorm promotes float64 with float32
+        m = STUDY.execute(bn, lambda done, total: None)
+    assert m["name"] == "wrn-bn-10-1" and m["kernel_reference"].startswith("empirical NTK")
+    assert m["jacobian_norm"] == "lanczos" and (m["n"], m["k"]) == (6, 10)
+    assert np.shape(m["gd"]["loss"]) == (2, 5) and np.shape(m["adam"]["loss"]) == (2, 5)
+    # The kernel-regime reference is the seeds' mean output-averaged K₀: λ_min is concave
+    # on symmetric matrices, so its λ_min is at least the smallest of the seeds' own.
+    assert min(m["lambda_min_avg"]) <= m["lambda_min_inf"] * (1 + 1e-6)
+    assert np.all(np.isfinite(np.asarray(m["ngd"]["c_prime"], float)))

@@ -25,10 +25,11 @@ def _row(width, c_in, *, param="ntk", arch="mlp", exact=True, delivered=None, re
         "arch": arch, "family": family, "parameterization": param, "width": width,
         "practical": width <= V.PRACTICAL_WIDTH[arch], "seeds": list(SEEDS),
         "c1": {"c_in": c_in, "c_all": c_in, "c_exact": np.full(c_in.size, exact),
+               "lambda_exact": np.full(c_in.size, exact), "jacobian_norm": "dense",
                "radius": np.ones(c_in.size), "lambda_zero": np.ones(c_in.size),
                "n_in_ball": np.ones(c_in.size, int), "n_checkpoints": np.ones(c_in.size, int),
                "max_distance_over_R": np.full(c_in.size, 0.5)},
-        "resolved32": np.full(len(SEEDS), resolved),
+        "resolved_ngd": np.full(len(SEEDS), resolved),
         "delivered_at": delivered or {t: [(1.0, 1.0)] * len(SEEDS) for t in V.C2_TAUS},
     }  # fmt: skip
 
@@ -164,9 +165,11 @@ def test_c2_censoring_and_unresolved_widths():
         r["delivered_at"] = {t: [(0.0, 0.01)] * 3 for t in V.C2_TAUS}
     ev = V.evidence_c2(rows)["by_threshold"]["tau=0.1"]["groups"]["MLP depth 2 ntk"]
     assert ev["call"] == "undecided" and ev["reason"] == "censored seeds"
-    rows[0]["resolved32"] = np.array([True, False, True])  # one seed's K₀ below float32
+    rows[0]["resolved_ngd"] = np.array([True, False, True])  # one seed's K₀ below float32
     ev = V.evidence_c2(rows)["by_threshold"]["tau=0.1"]["groups"]["MLP depth 2 ntk"]
-    assert ev["call"] == "no data" and ev["left_out"] == {128: "K₀ below float32 resolution"}
+    assert ev["call"] == "no data" and ev["left_out"] == {
+        128: "K₀ below the resolution of NGD's precision"
+    }
     assert V.decide_c2(rows) == "inconclusive"
 
 

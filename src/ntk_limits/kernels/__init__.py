@@ -13,7 +13,14 @@ from ntk_limits.kernels.diagnostics import (
     kernel_change,
     linearization_error,
 )
-from ntk_limits.kernels.empirical import ALGORITHMS, empirical_ntk_fn, jacobian, ntk_vp_fn
+from ntk_limits.kernels.empirical import (
+    ALGORITHMS,
+    couple_examples,
+    empirical_ntk_fn,
+    examples_coupled,
+    jacobian,
+    ntk_vp_fn,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -22,7 +29,9 @@ __all__ = [
     "JacobianChange",
     "KernelTooLarge",
     "blocked_kernel_fn",
+    "couple_examples",
     "empirical_ntk_fn",
+    "examples_coupled",
     "gram_spectrum",
     "jacobian",
     "jacobian_change",

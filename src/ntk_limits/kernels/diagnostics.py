@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ntk_limits.kernels import _nt
+from ntk_limits.kernels.empirical import couple_examples, examples_coupled
 
 __all__ = [
     "FROBENIUS_METHODS",
@@ -142,7 +143,8 @@ def jacobian_difference_fn(apply_fn, params0, params):
       ``h(delta, x) -> (n, k)``.
     """
     shift = lambda p, d: jax.tree_util.tree_map(jnp.add, p, d)
-    return lambda d, x: apply_fn(shift(params, d), x) - apply_fn(shift(params0, d), x)
+    h = lambda d, x: apply_fn(shift(params, d), x) - apply_fn(shift(params0, d), x)
+    return couple_examples(h) if examples_coupled(apply_fn) else h
 
 
 def _frobenius_vjp(rmv, out_shape, dtype, chunk: int) -> jax.Array:

@@ -18,7 +18,14 @@ from jax.flatten_util import ravel_pytree
 
 from ntk_limits.kernels import _nt
 
-__all__ = ["ALGORITHMS", "empirical_ntk_fn", "ntk_vp_fn", "jacobian"]
+__all__ = [
+    "ALGORITHMS",
+    "couple_examples",
+    "empirical_ntk_fn",
+    "examples_coupled",
+    "jacobian",
+    "ntk_vp_fn",
+]
 
 ALGORITHMS = ("structured", "jacobian", "ntvp", "auto", "reference")
 _NT_IMPLEMENTATION = {
@@ -30,6 +37,33 @@ _NT_IMPLEMENTATION = {
 
 ApplyFn = Callable[..., jax.Array]
 KernelFn = Callable[[jax.Array, jax.Array | None, object], jax.Array]
+
+
+def couple_examples(apply_fn: ApplyFn) -> ApplyFn:
+    """``apply_fn`` marked as one whose output for an example depends on the others.
+
+    BatchNorm in training mode (batch statistics) is the usual case. The NTK routines here
+    then differentiate the whole batch at once instead of one example at a time
+    (neural-tangents' ``vmap_axes=None`` instead of ``0``); matrix-free products
+    (:func:`ntk_vp_fn`) are whole-batch anyway.
+
+    Args:
+      apply_fn: ``(params, x) -> (n, k)``.
+
+    Returns:
+      The same function, marked (see :func:`examples_coupled`).
+    """
+
+    def coupled(params, x):
+        return apply_fn(params, x)
+
+    coupled.examples_coupled = True
+    return coupled
+
+
+def examples_coupled(apply_fn: ApplyFn) -> bool:
+    """Whether ``apply_fn`` was marked by :func:`couple_examples`."""
+    return bool(getattr(apply_fn, "examples_coupled", False))
 
 
 def jacobian(apply_fn: ApplyFn, params, x: jax.Array) -> jax.Array:
@@ -72,6 +106,10 @@ def empirical_ntk_fn(
       trace: average over the output dimension (``(n1, n2)``) or keep it
         (``(n1, n2, k, k)``).
 
+    For a function marked by :func:`couple_examples` (BatchNorm in training mode) the
+    kernel is taken on each batch as a whole: ``x1`` and ``x2`` are then the batches the
+    network sees (pass ``x2=None`` for the Gram of one batch).
+
     Returns:
       ``ntk(x1, x2, params)`` with ``x1: (n1, ...)``, ``x2: (n2, ...)`` or ``None``
       (meaning ``x2 = x1``). Not jitted: wrap in ``jax.jit`` as usual.
@@ -83,7 +121,7 @@ def empirical_ntk_fn(
     return _nt.empirical_ntk_fn(
         apply_fn,
         trace_axes=(-1,) if trace else (),
-        vmap_axes=0,
+        vmap_axes=None if examples_coupled(apply_fn) else 0,
         implementation=_NT_IMPLEMENTATION[algorithm],
     )
 
