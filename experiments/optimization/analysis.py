@@ -300,10 +300,13 @@ def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> s
             for r in rows
         )
     )
+
+    def span(g):
+        lo, hi = (_fmt(f(r["num_params"] for r in g)) for f in (min, max))
+        return lo if lo == hi else f"{lo}–{hi}"
+
     sizes = "; ".join(
-        f"{fam} {p} widths {[r['width'] for r in g]} "
-        f"({_fmt(min(r['num_params'] for r in g))}–{_fmt(max(r['num_params'] for r in g))} "
-        "parameters)"
+        f"{fam} {p} widths {[r['width'] for r in g]} ({span(g)} parameters)"
         for (fam, p), g in by_group(rows).items()
     )
     batchnorm = (
@@ -323,7 +326,8 @@ def text(config: OptimizationConfig, rows: list[dict], records: list[dict]) -> s
         f"(nk × nk) Gram K₀ = J₀J₀ᵀ of the raw outputs; in the infinite-width limit "
         f"K₀ → Θ∞ ⊗ I_k with Θ∞ the output-averaged NTK, so λ_min(K₀) is compared with "
         f"λ_min(Θ∞). Exact NGD (damped Gauss–Newton, Cholesky on K + εI, "
-        f"ε = {config.ngd_damping:g}·tr(K₀)/(nk)) ran {config.ngd_steps} steps at "
+        f"ε = {config.ngd_damping:g}·tr(K₀)/(nk); "
+        f"{'float64' if config.ngd_float64 else 'float32'}) ran {config.ngd_steps} steps at "
         f"η ∈ {{{lrs}}}; GD ran {config.gd_steps} steps (CNNs and WRNs "
         f"{config.conv_gd_steps}) at the best of "
         f"{list(config.gd_lr_fractions)} × 2nk/λ_max(K₀); Adam {config.adam_steps} steps at "
