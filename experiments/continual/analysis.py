@@ -215,7 +215,10 @@ def text(df: pd.DataFrame, slope_df: pd.DataFrame, v: Verdict, config: Continual
     parts = [
         f"Sequential fine-tuning (SGD, cross-entropy, no CL method) on {benches}; widths "
         f"{list(config.widths)} (MLP, depth {config.depth}), {len(config.seeds)} seeds vmapped, "
-        f"parametrizations {', '.join(config.parameterizations)}. Forgetting "
+        f"parametrizations {', '.join(config.parameterizations)}; "
+        f"{config.n_train or 'all'} class-balanced training images before tasks, batch "
+        f"{config.batch_size}, SGD lr {config.lr_standard:g} (SP) / {config.lr_ntk:g} (NTP); "
+        f"linearised at widths {list(config.linearized_widths)}. Forgetting "
         "F = mean_{j<T-1}(max_{k<T-1} a[k,j] − a[T-1,j])."
     ]
     for b in config.benchmarks:

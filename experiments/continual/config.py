@@ -20,7 +20,7 @@ test inputs of task 0, before vs after each task.
 Commands and expectations (2-core CPU unless stated)::
 
     ntk-limits run continual --profile smoke      # 4 runs, ~15 s CPU (~22 s wall, load 4)
-    ntk-limits run continual --profile embedded   # 14 runs, ~2.5 min CPU (see below)
+    ntk-limits run continual --profile embedded   # 10 runs, ~3 min (load 4, see below)
     ntk-limits run continual --profile paper      # GPU, hours; needs --data-dir (tfds)
 
 Smoke: split digits only (300 train / 100 test before splitting), widths 8 and 16, 2
@@ -29,24 +29,29 @@ kernel on 20 examples per task at t=10 and ∞. Its programs are cheap, so they 
 without LLVM's optimisation (``common.compile_jit``); every embedded program is above
 that threshold and compiles as before. Expected: every run ok, a C4 verdict of any kind.
 
-Embedded: rotated digits (UCI 8x8, 5 rotations 0..90°, 1000 train (class-balanced) / 359
-test per task) and split digits (5 two-class tasks, multi-head, 200 / ~71 per task);
-one-hidden-layer MLPs of widths 2^5, 2^7, 2^9, 2^10; SP lr 0.1 and NTP lr 8.0, batch 32;
-1 epoch vs until 99% train accuracy (cap 30 epochs); 3 seeds; linearised NTP nets at 2^5
-and 2^10; infinite-width times 10, 100, 1000, ∞. Sized for the ~2.5 min budget: 14 runs,
-12 compiled programs (one per benchmark × width × network kind, ~5 s of XLA compilation
-each, about half the time). Measured: 2 min 36 s of CPU (6 min 48 s wall with the 2
-cores shared by five jobs, load 8-11); with typed specs, 2 min of CPU (2 min 45 s wall,
-load 4-5), the same numbers. Expected: rotated digits forgets a lot
-(F ≈ 0.3-0.6), more the longer each task is trained, in every regime (finite,
-linearised, infinite width: F rises from 0.15 at t=10 to 0.46 at t=∞); forgetting falls
-with width in both settings (C4 fails there: trained slope −0.036 [−0.043, −0.028] per
-doubling in SP, −0.021 [−0.041, −0.002] in NTP, below 0 at 95 %; the trained setting
-reached 99 % on every task, 1 epoch on none). Split digits (task-incremental, separate
-heads) forgets little (F < 0.02 beyond width 32) and the infinite-width NTK not at all
-(its heads are independent); 1 epoch already reaches 99 % on 42-52 % of its tasks, so
-it does not under-train and that benchmark is inconclusive. C4 fails, stable (10/10
-alternatives agree). Measured with this rule: 2 min 32 s summed run time (load 4-5).
+Embedded (issue 14): RotatedMNIST-5k at full resolution (28x28, 5 rotations 0..90° in
+steps of 22.5°, 500 class-balanced training images rotated per task, 1000 test per task)
+and SplitMNIST-5k (5 two-class tasks, multi-head, 100 train / 200 test per task);
+MLPs of the paper's depth 2 at widths 64, 256, 1024; SP lr 0.1, NTP lr 8.0, batch 64
+(so 1 epoch is 8 steps per rotated task and 2 per split task: under-trained on both,
+0 % of runs at the target); 1 epoch vs until 99 % train accuracy (cap 20 epochs,
+reached on 100 %); 3 seeds; linearised NTP nets at width 64; infinite-width NTK (MSE,
+closed form) at t = 10, 100, 1000, ∞ on the same streams. 10 runs, 8 compiled network
+programs (one per benchmark × width × kind; seeds, SP/NTP and both settings share it).
+Measured: 192 s summed run time, 96 s of it XLA compilation (load 3-4.7, two other
+sessions running; width 1024 on rotated is 68 s of which 55 s compute). Result: C4
+fails: on rotated MNIST trained to 99 % forgetting still falls with width (SP slope
+−0.029 [−0.038, −0.021] per doubling, F 0.34 → 0.22 from 64 to 1024; NTP −0.025
+[−0.051, +0.001]); under-trained forgetting is lower (F 0.06-0.16) and falls less.
+Split MNIST forgets little once trained (F ≤ 0.09 at 64, ≤ 0.007 from 256), its
+verdicts inconclusive; the infinite-width NTK forgets 0.08 (t=10) to 0.23 (t=∞) on
+rotated, nothing on split (independent heads). Cut for time: widths 2048 (rotated at
+1024 is already half the budget), the split stream with a CNN / BatchNorm WRN, more
+than one linearised width (so the linearised rows have no slope).
+
+Before issue 14 the embedded profile ran UCI digits 8x8 with one-hidden-layer MLPs
+(widths 32..1024, 14 runs, ~95 s, C4 fails, split digits inconclusive because 1 epoch
+already reached the target on 42-52 % of its tasks).
 
 Paper: RotatedMNIST (MLP depth 2, widths 2^5..2^13), SplitCIFAR10 (5×2), SplitCIFAR100
 (20×5), SplitTinyImageNet (20×10) with stax WideResNets WRN-16-k (no BatchNorm),
@@ -211,7 +216,15 @@ PROFILES = profiles(
         kernel_times=(10.0,),
         kernel_max_train=20,
     ),
-    embedded=ContinualConfig(),
+    embedded=ContinualConfig(
+        benchmarks=("rotated_mnist5k", "split_mnist5k"),
+        widths=(64, 256, 1024),
+        depth=2,
+        batch_size=64,
+        max_epochs=20,
+        n_train=500,
+        linearized_widths=(64,),
+    ),
     paper=ContinualConfig(
         profile="paper",
         benchmarks=("rotated_mnist", "split_cifar10", "split_cifar100", "split_tiny_imagenet"),
