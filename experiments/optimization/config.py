@@ -179,8 +179,8 @@ PROFILES = profiles(
         mlp_depths=(1,), mlp_widths=(64, 1024, 4096), mlp_standard_widths=(64, 1024),
         cnn_widths=(), wrn_ks=(1,), wrn_bn_ks=(1,), conv_n_train=16, conv_pool=4,
         conv_parameterizations=("ntk",), seeds=(0, 1, 2), ngd_lrs=(1.0,), gd_lr_fractions=(0.9,),
-        ngd_steps=4, gd_steps=500, adam_steps=60, conv_gd_steps=60, num_checkpoints=2,
-        jacobian_norm="lanczos", lanczos_iters=12, ngd_float64=True,
+        ngd_steps=3, gd_steps=400, adam_steps=60, conv_gd_steps=40, num_checkpoints=2,
+        jacobian_norm="lanczos", lanczos_iters=8, ngd_float64=True,
     ),
     paper=OptimizationConfig(
         profile="paper", mlp_dataset="mnist", conv_dataset="cifar10", pool=1, n_train=256,
