@@ -3,7 +3,7 @@
 Command (each profile)::
 
     ntk-limits run optimization --profile smoke       # ~25 s on 2 CPU cores, load ~1 (~45 s at ~4)
-    ntk-limits run optimization --profile embedded    # ~5 min on 2 CPU cores (load ~1.8)
+    ntk-limits run optimization --profile embedded    # ~4.6 min on 2 CPU cores (load ~1.5)
     ntk-limits run optimization --profile paper       # needs tfds mnist + cifar10 and a GPU
 
 What runs: for every architecture × width × parametrization, with the seeds batched by
@@ -53,17 +53,18 @@ Expected result (embedded, measured; 3 seeds; MNIST-5k at 28×28, n = 256, n·k 
 below for the NTK MLPs (0.014, 0.13, 0.17 at widths 64, 1024, 4096); float32 would not
 resolve it (its floor ``n·k·eps₃₂·λ_max`` ≈ 0.12 lies above ``λ₀`` at width 64 and within
 10 % of it at 1024), hence NGD in float64. Every checkpoint lies inside the ball
-(``‖θ_t − θ₀‖ ≤ 0.59·R``), and ``C′`` inside it is ≥ 11.8 at every seed of every run
-(MLP NTK 338, 31.7, 16.3 at widths 64, 1024, 4096; SP 356, 81; WRN-10-1 52; BatchNorm
-WRN-10-1 11.8): C1 holds, stable (8/8). ‖ΔJ‖₂ from 12 Lanczos steps agrees with 40 steps
-to 1e-5 (MLP widths 64 and 1024 after GD and NGD). C2 is inconclusive, stable (10/10):
-at ``0.1·L₀`` NGD (η = 1, one step, as predicted) delivers its speed-up over GD at the
-practical width (NTK: log₂ delivered at width 4096 in [0.04, 0.21]; GD follows its
-``Θ∞`` curve there, 31–57 steps as predicted), so τ = 0.1 fails; at ``1e-2·L₀`` GD needs
-more than ``gd_steps`` = 500 at width 64 (predicted ~300) and at ``1e-3·L₀`` at every
-width (predicted 600–790), so those thresholds are censored and undecided. The WRNs have
-one width each and give no C2 trend. Run time about 5 min alone (MLP width 4096 117 s,
-BatchNorm WRN 61 s, of it 30 s compiling).
+(``‖θ_t − θ₀‖ ≤ 0.57·R``), and ``C′`` inside it is ≥ 11.7 at every seed of every run
+(MLP NTK 336, 31.5, 15.3 at widths 64, 1024, 4096; SP 361, 81; WRN-10-1 52; BatchNorm
+WRN-10-1 11.7): C1 holds, stable (8/8). ‖ΔJ‖₂ from 8 Lanczos steps agrees with 40 steps
+to 7e-4 (12 steps: 1e-5; MLP widths 64 and 1024 after GD and NGD). C2 is inconclusive,
+stable (10/10): at ``0.1·L₀`` NGD (η = 1, one step, as predicted) delivers its speed-up
+over GD at the practical width (NTK: 95 % interval of log₂ delivered at width 4096
+[0.04, 0.21]; GD follows its ``Θ∞`` curve there, 31–57 steps as predicted), so τ = 0.1
+fails; at ``1e-2·L₀`` GD needs more than ``gd_steps`` = 400 at width 64 (predicted
+~300) and at ``1e-3·L₀`` at every width (predicted 600–790): censored, undecided. The
+WRNs have one width each and give no C2 trend. Run time 277 s (84 s compiling) in
+``make reproduce-all`` on a fresh clone, load ~1.5; the width-4096 MLP is about 100 s of
+it, the two WRNs about 100 s (half compiling).
 
 Overrides are typed by the fields of :class:`OptimizationConfig`, e.g.
 ``--set mlp_widths=64,256 --set ngd_solver=cg``; the study's ``expand`` turns a config into one
