@@ -20,7 +20,7 @@ test inputs of task 0, before vs after each task.
 Commands and expectations (2-core CPU unless stated)::
 
     ntk-limits run continual --profile smoke      # 4 runs, ~15 s CPU (~22 s wall, load 4)
-    ntk-limits run continual --profile embedded   # 10 runs, ~3 min (load 4, see below)
+    ntk-limits run continual --profile embedded   # 10 runs, ~100 s (load ~1.5)
     ntk-limits run continual --profile paper      # GPU, hours; needs --data-dir (tfds)
 
 Smoke: split digits only (300 train / 100 test before splitting), widths 8 and 16, 2
@@ -38,8 +38,8 @@ MLPs of the paper's depth 2 at widths 64, 256, 1024; SP lr 0.1, NTP lr 8.0, batc
 reached on 100 %); 3 seeds; linearised NTP nets at width 64; infinite-width NTK (MSE,
 closed form) at t = 10, 100, 1000, ∞ on the same streams. 10 runs, 8 compiled network
 programs (one per benchmark × width × kind; seeds, SP/NTP and both settings share it).
-Measured: 192 s summed run time, 96 s of it XLA compilation (load 3-4.7, two other
-sessions running; width 1024 on rotated is 68 s of which 55 s compute). Result: C4
+Measured: 98.5 s summed run time, 49 s of it XLA compilation, in ``make reproduce-all``
+on a fresh clone (load ~1.5); 192 s, 96 s compiling at load 3-4.7. Result: C4
 fails: on rotated MNIST trained to 99 % forgetting still falls with width (SP slope
 −0.029 [−0.038, −0.021] per doubling, F 0.34 → 0.22 from 64 to 1024; NTP −0.025
 [−0.051, +0.001]); under-trained forgetting is lower (F 0.06-0.16) and falls less.
