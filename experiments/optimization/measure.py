@@ -15,7 +15,7 @@ from ntk_limits.ngd_conditions import c_prime, ngd_mse_prediction, stability_rad
 from ntk_limits.training import mse_loss
 from ntk_limits_experiments.optimization.config import OptimizationRun
 
-__all__ = ["any_finite_run", "assemble", "clean", "gram_stats"]
+__all__ = ["any_finite_run", "assemble", "clean", "gram_stats", "output_averaged"]
 
 
 def clean(a):
@@ -31,6 +31,11 @@ def clean(a):
     return fix(obj)
 
 
+def output_averaged(grams: np.ndarray, n: int, k: int) -> np.ndarray:
+    """``(S, n·k, n·k)`` full Grams -> ``(S, n, n)``: the traces of their ``k × k`` blocks / k."""
+    return np.einsum("siaja->sij", np.asarray(grams).reshape(-1, n, k, n, k)) / k
+
+
 def gram_stats(grams: np.ndarray, n: int, k: int, dtype=np.float32) -> dict:
     """Float64 spectra of the Grams ``(S, nk, nk)`` computed in ``dtype``.
 
@@ -41,7 +46,7 @@ def gram_stats(grams: np.ndarray, n: int, k: int, dtype=np.float32) -> dict:
     g = (g + g.transpose(0, 2, 1)) / 2
     eig = np.linalg.eigvalsh(g)
     lo, hi = eig[:, 0], eig[:, -1]
-    avg = np.einsum("siaja->sij", g.reshape(-1, n, k, n, k)) / k
+    avg = output_averaged(g, n, k)
     return {
         "lambda_min": lo,
         "lambda_max": hi,

@@ -32,7 +32,8 @@ from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "execute", "expand", "load_data", "summarize"]
 
-# Every field of a run but its network and data set is copied from the config.
+# Every field of a run but its network, data and step counts (set per family) is copied
+# from the config.
 _SHARED = tuple(
     f.name
     for f in dataclasses.fields(OptimizationRun)
@@ -124,12 +125,11 @@ def _one_blas_thread():
 def _run(arch: models.Architecture, spec: OptimizationRun, x, y):
     """The compiled program's output for every seed, and its compile and run seconds.
 
-    XLA:CPU compiles small MLPs with LLVM at -O0, large MLPs and convolutional networks
-    at -O1. Compilation
-    dominates small runs on CPU: -O0 compiles ~3x faster than the default -O2 and costs
-    small networks little, but makes convolutions ~7x slower and the element-wise work of
-    multi-million-parameter MLPs ~2x slower (measured: 4096 hidden units on 256 images);
-    -O1 compiles ~2x faster than -O2 and runs them about as fast.
+    XLA:CPU compiles small MLPs with LLVM at -O0, large MLPs and convolutional networks at
+    -O1. Compilation dominates small runs on CPU: -O0 compiles ~3x faster than the
+    default -O2 and costs small MLPs little, but makes convolutions ~7x slower and the
+    element-wise work of multi-million-parameter MLPs ~2x slower (measured: 4096 hidden
+    units on 256 images); -O1 compiles ~2x faster than -O2 and runs them about as fast.
     """
     params0 = _init(arch, x, spec.seeds)
     # An MLP's multiply-adds per forward pass: parameters × inputs; below ~2e8 compiling
@@ -188,13 +188,6 @@ def _infinite_ntk(arch: models.Architecture, x) -> np.ndarray:
         return np.asarray(kernel_fn(jnp.asarray(x, jnp.float64)), np.float64)
 
 
-def _output_averaged(grams: np.ndarray, k: int) -> np.ndarray:
-    """``(S, n·k, n·k)`` full Grams -> ``(S, n, n)``: their ``k × k`` blocks' traces / k."""
-    s, nk, _ = grams.shape
-    blocks = grams.reshape(s, nk // k, k, nk // k, k)
-    return np.einsum("sakbk->sab", blocks) / k
-
-
 def execute(spec: OptimizationRun, progress) -> dict:
     """Runs one network for all seeds (see the module doc); returns its metrics."""
     x, y, data_name = load_data(spec.dataset, spec.data_dir, spec.n_train, spec.pool)
@@ -213,7 +206,7 @@ def execute(spec: OptimizationRun, progress) -> dict:
     progress(2, 3)
     reference = "infinite-width NTK Θ∞"
     if theta_inf is None:  # no infinite-width limit: the kernel regime of its linearisation
-        theta_inf = _output_averaged(out["grams0_f64"], y.shape[1]).mean(axis=0)
+        theta_inf = measure.output_averaged(out["grams0_f64"], *y.shape).mean(axis=0)
         reference = "empirical NTK at initialisation (output-averaged, mean over seeds)"
     if not measure.any_finite_run(out):
         raise Diverged(f"{arch.name}: every NGD, GD and Adam run has a non-finite loss")
