@@ -144,11 +144,11 @@ def build_ngd_program(apply_fn, spec: OptimizationRun):
 
 
 def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
-    """Returns ``program(params0, x, y, ngd_snapshots) -> dict`` (leading seed axis ``S``).
+    """Returns ``program(params0, x, y, grams0, ngd_snapshots) -> dict`` (leading axis ``S``).
 
-    ``ngd_snapshots`` are the NGD runs' checkpointed parameters from
-    :func:`build_ngd_program` (cast to the program's dtype); GD and Adam run here, and
-    every trajectory is diagnosed.
+    ``grams0`` (the initial Grams ``(S, nk, nk)``) and ``ngd_snapshots`` (the NGD runs'
+    checkpointed parameters) come from :func:`build_ngd_program`, cast to the program's
+    dtype; GD and Adam run here, and every trajectory is diagnosed.
 
     ``x`` and ``y`` are arguments, not constants of the program: XLA would otherwise fold
     products of them at compile time (measured: 1.6 s for one 256 × 256 input Gram).
@@ -161,7 +161,7 @@ def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
         (``L = len(spec.ngd_lrs)``, ``F = len(spec.gd_lr_fractions)``,
         ``C = spec.num_checkpoints``).
 
-    The dict holds ``grams0 (S, nk, nk)``, ``f0 (S, n, k)``,
+    The dict holds ``f0 (S, n, k)``,
     ``gd_lrs (S, F)``, ``gd_losses (S, F, T_gd+1)``,
     ``adam_losses (S, T_adam+1)``, ``gd_best (S,)`` (index of the GD step size with the lowest
     final loss) and ``diagnostics (5, S, L+2, C)`` for the NGD runs, the best GD run and
@@ -170,8 +170,7 @@ def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
     """
     nk = y.size
 
-    def program(params0, x, y, ngd_snapshots):
-        grams0 = jax.lax.map(lambda p: full_gram(apply_fn, p, x), params0)
+    def program(params0, x, y, grams0, ngd_snapshots):
         f0 = jax.vmap(apply_fn, in_axes=(0, None))(params0, x)
         lam_max = jax.vmap(top_eigenvalue)(grams0)
         gd_lrs = jnp.asarray(spec.gd_lr_fractions, jnp.float32)[None] * (2 * nk / lam_max)[:, None]
@@ -185,7 +184,6 @@ def build_program(apply_fn, x: jax.Array, y: jax.Array, spec: OptimizationRun):
             ngd_snapshots, add_axis(gd_snaps), add_axis(adam_t.snapshots),
         )  # fmt: skip
         return {
-            "grams0": grams0,
             "f0": f0,
             "gd_lrs": gd_lrs,
             "gd_losses": gd_t.losses,

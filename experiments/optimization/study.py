@@ -145,11 +145,10 @@ def _run(arch: models.Architecture, spec: OptimizationRun, x, y):
             ngd_out, ngd_compile_s, _ = _timed(ngd_program, options, *map(cast, (params0, x, y)))
             ngd_out = jax.tree_util.tree_map(np.asarray, ngd_out)
         ngd_s = time.perf_counter() - start
-        snaps = jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, jnp.float32), ngd_out["ngd_snapshots"]
-        )
+        to32 = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), t)
+        ngd_results = to32((ngd_out["grams0"], ngd_out["ngd_snapshots"]))
         program = build_program(arch.apply_fn, x, y, spec)
-        out, compile_s, run_s = _timed(program, options, params0, x, y, snaps)
+        out, compile_s, run_s = _timed(program, options, params0, x, y, *ngd_results)
         start = time.perf_counter()
         grams_f64 = ngd_out["grams0"] if spec.ngd_float64 else _grams_f64(arch, x, params0, options)
     out = jax.tree_util.tree_map(np.asarray, out)

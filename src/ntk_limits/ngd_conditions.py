@@ -95,6 +95,15 @@ def jacobian_difference_gram(
     return full_gram(h, zeros, x, algorithm=algorithm)
 
 
+def _start_vector(size: int, dtype) -> jax.Array:
+    """A fixed generic start vector for eigen-iterations, ``(size,)``.
+
+    No PRNG (threefry is slow to compile on CPU); it is orthogonal to the top eigenvector
+    only on a set of measure zero.
+    """
+    return 1.0 + jnp.cos(2.399963 * jnp.arange(size, dtype=dtype))
+
+
 def top_eigenvalue(matrix: jax.Array, *, num_iters: int = 200) -> jax.Array:
     """Largest eigenvalue of a symmetric PSD ``matrix: (m, m)`` by power iteration.
 
@@ -112,9 +121,7 @@ def top_eigenvalue(matrix: jax.Array, *, num_iters: int = 200) -> jax.Array:
     Returns:
       A scalar, ``≥ 0``.
     """
-    # A fixed generic start vector (no PRNG: threefry is slow to compile on CPU). It is
-    # orthogonal to the top eigenvector only on a set of measure zero.
-    v = 1.0 + jnp.cos(2.399963 * jnp.arange(matrix.shape[0], dtype=matrix.dtype))
+    v = _start_vector(matrix.shape[0], matrix.dtype)
 
     def body(_, v):
         w = matrix @ v
@@ -188,8 +195,7 @@ def jacobian_change_norm(apply_fn, params0, params, x: jax.Array, *, num_iters: 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     vp = ntk_vp_fn(h, zeros, x)
     out = jax.eval_shape(h, zeros, x)
-    # A fixed generic start vector (no PRNG; see top_eigenvalue).
-    v0 = 1.0 + jnp.cos(2.399963 * jnp.arange(out.size, dtype=out.dtype)).reshape(out.shape)
+    v0 = _start_vector(out.size, out.dtype).reshape(out.shape)
     return jnp.sqrt(top_eigenvalue_lanczos(vp, v0, num_iters=num_iters))
 
 
