@@ -71,13 +71,22 @@ def test_fit_network_learns_iris_and_momentum_helps(jit, iris, parameterization)
     assert accelerated[0] > plain[0]
 
 
-def test_fit_network_masks_the_buffer_and_decays_towards_params0(jit):
-    """A linear model: rows ≥ count do not move it; huge weight decay keeps it at θ₀."""
+@pytest.mark.parametrize("block_rows", [1, 2, 4, 64])
+def test_fit_network_masks_the_buffer_and_decays_towards_params0(jit, block_rows):
+    """A linear model: rows ≥ count do not move it; huge weight decay keeps it at θ₀.
+
+    Blocks of 1, 2 and 4 rows split the 3 observed rows differently (4: one padded block
+    beyond the 6-row buffer); 64 is one block. Each must reach the same ridge solution.
+    """
     apply_fn = lambda p, x: x @ p["w"]
     x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)), jnp.float32)
     y = jnp.asarray([1.0, -1.0, 0.5, 1e6, 1e6, 1e6], jnp.float32)  # garbage beyond row 3
     p0 = {"w": jnp.zeros((3, 1), jnp.float32)}
-    fit = jit(lambda wd, lr: B.fit_network(apply_fn, p0, p0, x, y, jnp.int32(3), wd, lr, 3000, 0.9))
+    fit = jit(
+        lambda wd, lr: B.fit_network(
+            apply_fn, p0, p0, x, y, jnp.int32(3), wd, lr, 3000, 0.9, block_rows=block_rows
+        )
+    )
     w = np.asarray(fit(jnp.float32(1e-3), jnp.float32(0.2))["w"][:, 0])
     # Three rows, three weights, tiny decay: 3000 Nesterov steps converge to the ridge
     # solution of the first three rows (float32: ~1e-6 relative).

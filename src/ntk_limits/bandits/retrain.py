@@ -78,6 +78,7 @@ def fit_network(
     learning_rate: jax.Array,
     steps: int,
     momentum: float = 0.0,
+    block_rows: int = 64,
 ):
     """``steps`` full-batch (Nesterov-momentum) GD steps on the masked regularised loss.
 
@@ -92,23 +93,41 @@ def fit_network(
       learning_rate: ``()`` raw GD step size.
       steps: number of steps.
       momentum: Nesterov momentum ``β`` (``0`` is plain GD); the velocity starts at zero.
+      block_rows: rows per block of the data term's gradient (only the blocks holding
+        observed rows are computed).
 
     Returns:
       The parameters after ``steps`` steps on
       ``[½ Σ_{i<n} (f(θ, x_i) − y_i)² + ½ wd ‖θ − θ₀‖²] / n``.
     """
-    mask = buffer_mask(x.shape[0], count, x.dtype)
-    scale = 1.0 / jnp.maximum(count, 1).astype(x.dtype)
     tmap = jax.tree_util.tree_map
+    scale = 1.0 / jnp.maximum(count, 1).astype(x.dtype)
+    # The data term is summed over blocks of ``block`` rows up to the last observed one (a
+    # loop with a traced trip count): the cost grows with n, not with the buffer size T,
+    # so the early retrainings of a large buffer are nearly free.
+    block = min(block_rows, x.shape[0])
+    pad = -x.shape[0] % block
+    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
+    mask = buffer_mask(x.shape[0], count, x.dtype)
+    num_blocks = (jnp.asarray(count, jnp.int32) + block - 1) // block
 
-    def loss(p):
-        r = apply_fn(p, x)[:, 0] - y
-        reg = sum(jnp.sum(d**2) for d in jax.tree_util.tree_leaves(tmap(jnp.subtract, p, params0)))
-        return scale * (0.5 * jnp.sum(mask * r**2) + 0.5 * weight_decay * reg)
+    def data_grad(p):
+        def add_block(b, g):
+            rows = lambda a: jax.lax.dynamic_slice_in_dim(a, b * block, block)
+            xb, yb, mb = rows(x), rows(y), rows(mask)
+            gb = jax.grad(lambda q: 0.5 * jnp.sum(mb * (apply_fn(q, xb)[:, 0] - yb) ** 2))(p)
+            return tmap(jnp.add, g, gb)
+
+        return jax.lax.fori_loop(0, num_blocks, add_block, tmap(jnp.zeros_like, p))
+
+    def grad(p):
+        g = data_grad(p)
+        return tmap(lambda gi, a, b: scale * (gi + weight_decay * (a - b)), g, p, params0)
 
     def step(carry, _):
         p, v = carry
-        g = jax.grad(loss)(tmap(lambda a, b: a + momentum * b, p, v))
+        g = grad(tmap(lambda a, b: a + momentum * b, p, v))
         v = tmap(lambda b, gi: momentum * b - learning_rate * gi, v, g)
         return (tmap(jnp.add, p, v), v), None
 
@@ -117,7 +136,14 @@ def fit_network(
 
 
 def safe_step_size(
-    apply_fn: Callable, params, x: jax.Array, count: jax.Array, ridge: jax.Array, scale: float
+    apply_fn: Callable,
+    params,
+    x: jax.Array,
+    count: jax.Array,
+    ridge: jax.Array,
+    scale: float,
+    *,
+    diagonal: jax.Array | None = None,
 ) -> jax.Array:
     """``1 / (max_i c‖g(x_i)‖² + ρ/n)``: the inverse of a bound on the loss curvature.
 
@@ -132,10 +158,15 @@ def safe_step_size(
       count: ``()`` ``n``.
       ridge: ``()`` ``ρ``.
       scale: kernel normalisation ``c``.
+      diagonal: ``(T,)`` the unnormalised kernel diagonal ``‖g(x_i)‖²`` of the buffer if
+        the caller has it (e.g. from :func:`ntk_limits.kernels.factor_kernel_diagonal`);
+        else computed by :func:`kernel_diagonal`.
 
     Returns:
       ``()`` the normalised step bound.
     """
     mask = buffer_mask(x.shape[0], count, x.dtype)
-    k_max = scale * jnp.max(kernel_diagonal(apply_fn, params, x) * mask)
+    if diagonal is None:
+        diagonal = kernel_diagonal(apply_fn, params, x)
+    k_max = scale * jnp.max(diagonal * mask)
     return 1.0 / (k_max + ridge / jnp.maximum(count, 1).astype(x.dtype))

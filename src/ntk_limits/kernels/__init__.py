@@ -21,6 +21,12 @@ from ntk_limits.kernels.empirical import (
     jacobian,
     ntk_vp_fn,
 )
+from ntk_limits.kernels.factors import (
+    MLPFactors,
+    factor_kernel,
+    factor_kernel_diagonal,
+    mlp_factors,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -28,10 +34,13 @@ __all__ = [
     "GramSpectrum",
     "JacobianChange",
     "KernelTooLarge",
+    "MLPFactors",
     "blocked_kernel_fn",
     "couple_examples",
     "empirical_ntk_fn",
     "examples_coupled",
+    "factor_kernel",
+    "factor_kernel_diagonal",
     "gram_spectrum",
     "jacobian",
     "jacobian_change",
@@ -41,5 +50,6 @@ __all__ = [
     "kernel_change",
     "kernel_memory_bytes",
     "linearization_error",
+    "mlp_factors",
     "ntk_vp_fn",
 ]
