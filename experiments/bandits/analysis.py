@@ -11,7 +11,7 @@ import numpy as np
 
 from ntk_limits import bandits
 from ntk_limits_experiments import common
-from ntk_limits_experiments.bandits.config import Agent, BanditsConfig, Run
+from ntk_limits_experiments.bandits.config import SWEPT, Agent, BanditsConfig, Run
 
 __all__ = [
     "agent_order",
@@ -83,14 +83,11 @@ def base_bonus(config: BanditsConfig, groups: dict) -> dict:
     )
 
 
-_SWEPT = tuple(Agent("neural", "ucb", exploration=e) for e in ("zhou", "evidence"))
-
-
 def sweep_finals(config: BanditsConfig, groups: dict) -> dict:
     """``{(dataset, Agent, parameterization): (widths (W,), final (S, W))}`` of the sweep."""
     out = {}
     for ds in config.sweep_datasets:
-        for agent in _SWEPT:
+        for agent in SWEPT:
             for par in ("ntk", "standard"):
                 networks = [
                     n
@@ -145,7 +142,8 @@ def summary_text(config: BanditsConfig, records: list[dict]) -> str:
     failed = [Run.from_json(r["spec"]).agent.name for r in records if r["status"] != "ok"]
     parts = [
         f"{len(config.datasets)} data sets × {len(config.seeds)} seeds, T = "
-        f"{config.rounds} rounds, width {config.width} "
+        + ", ".join(f"{config.rounds_of(ds)} ({ds})" for ds in config.datasets)
+        + f" rounds, width {config.width} "
         f"({config.base_parameterization}), λ = {config.prior_precision}, ν = "
         f"{config.nu}, δ = {config.delta}, S = {config.norm_bound}; width sweep "
         f"NTP {list(config.widths)}, SP {list(config.standard_widths)} on "

@@ -78,15 +78,17 @@ within 2e-3 relative of float64, most within 1e-6).
 """
 
 import dataclasses
+import math
 from typing import Literal
 
-from ntk_limits import bandits, models
+from ntk_limits import bandits, data, models
 from ntk_limits.data import BANDITS
 from ntk_limits_experiments.config import PROFILES as PROFILE_NAMES
 from ntk_limits_experiments.config import Config, field, profiles
 
 __all__ = [
     "BASELINES",
+    "SWEPT",
     "PROFILES",
     "Agent",
     "BanditsConfig",
@@ -189,6 +191,13 @@ BASELINES = {  # the baseline agents a config may list, by their derived names
 }
 
 
+SWEPT = (  # the width sweep's agents (UCB): the theory agent, the evidence, the greedy net
+    Agent("neural", exploration="zhou"),
+    Agent("neural", exploration="evidence"),
+    Agent("neural", exploration="fixed", gamma=0.0),
+)
+
+
 # The blocks of a run below take their values (and bounds) from BanditsConfig's fields.
 
 
@@ -282,9 +291,16 @@ class BanditsConfig(Config):
     """
 
     profile: Literal[PROFILE_NAMES] = "embedded"
-    datasets: tuple[Dataset, ...] = field(("iris", "wine"), nonempty=True, distinct=True)
-    rounds: int = field(300, ge=1)
-    seeds: tuple[int, ...] = field((0, 1, 2, 3), ge=0, nonempty=True, distinct=True)
+    datasets: tuple[Dataset, ...] = field(
+        ("iris", "wine", "breast_cancer", "digits"), nonempty=True, distinct=True
+    )
+    rounds: int = field(600, ge=1, doc="T (at most; see passes)")
+    passes: float | None = field(
+        2.0,
+        gt=0,
+        doc="at most this many shuffled passes: T = min(rounds, ⌊passes·n⌋); None: T = rounds",
+    )
+    seeds: tuple[int, ...] = field((0, 1, 2, 3, 4), ge=0, nonempty=True, distinct=True)
     width: int = field(100, ge=1, doc="base width: every agent runs here")
     base_parameterization: Literal[models.PARAMETERIZATIONS] = "ntk"
     methods: tuple[Method, ...] = field(("ucb", "ts"), nonempty=True, distinct=True)
@@ -293,8 +309,10 @@ class BanditsConfig(Config):
     baselines: tuple[Literal[tuple(BASELINES)], ...] = field(tuple(BASELINES), distinct=True)
     diag_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
     sweep_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
-    widths: tuple[int, ...] = field((32, 100, 256), ge=1, distinct=True, doc="NTP sweep")
-    standard_widths: tuple[int, ...] = field((100, 256), ge=1, distinct=True, doc="SP sweep")
+    widths: tuple[int, ...] = field((32, 128, 512, 1024), ge=1, distinct=True, doc="NTP sweep")
+    standard_widths: tuple[int, ...] = field(
+        (32, 128, 512, 1024), ge=1, distinct=True, doc="SP sweep"
+    )
     prior_precision: float = field(0.01, gt=0, doc="λ (start of evidence tuning)")
     kernel_limit_prior_precisions: tuple[float, ...] = field(
         (1.0,), gt=0, distinct=True, doc="more λ for the kernel-limit agents (not Zhou's)"
@@ -339,6 +357,17 @@ class BanditsConfig(Config):
                 f"tune_every {self.tune_every} must be a multiple of train_every "
                 f"{self.train_every} (agents re-tune when retraining); allowed: k·train_every"
             )
+
+    def rounds_of(self, dataset: str) -> int:
+        """T on ``dataset``: ``rounds``, capped at ``passes`` shuffled passes over its rows.
+
+        The size comes from loading the data set (the packaged ones load in milliseconds);
+        with ``passes=None`` nothing is loaded.
+        """
+        if self.passes is None:
+            return self.rounds
+        size = len(data.load(dataset, split="all", data_dir=self.data_dir).y)
+        return max(1, min(self.rounds, math.floor(self.passes * size)))
 
     @property
     def base_network(self) -> models.Network:
@@ -391,6 +420,7 @@ _PAPER_WIDTHS = (32, 128, 512, 1024, 4096)
 PROFILES = profiles(
     smoke=BanditsConfig(
         profile="smoke", datasets=("iris",), rounds=40, seeds=(0, 1, 2), width=16,
+        passes=None,
         fixed_gammas=(0.0, 0.1),
         baselines=("random", "linucb", "ntkgp-ucb-evidence", "neuralucb-reference"),
         sweep_datasets=("iris",), diag_datasets=("iris",), widths=(16,), standard_widths=(),
@@ -400,6 +430,7 @@ PROFILES = profiles(
     embedded=BanditsConfig(),
     paper=BanditsConfig(
         profile="paper", datasets=_PAPER_SETS, rounds=10_000, seeds=(0, 1, 2, 3, 4),
+        passes=1.0,
         fixed_gammas=(0.0, 0.01, 0.1, 1.0), fixed_methods=("ucb", "ts"),
         kernel_limit_methods=("ucb", "ts"),
         sweep_datasets=_PAPER_SETS, diag_datasets=_PAPER_SETS,

@@ -23,6 +23,7 @@ from ntk_limits_experiments.bandits import analysis, plots, verdict
 from ntk_limits_experiments.bandits.config import (
     BASELINES,
     PROFILES,
+    SWEPT,
     Agent,
     BanditsConfig,
     Run,
@@ -33,14 +34,12 @@ from ntk_limits_experiments.study import Diverged, Study, Summary
 
 __all__ = ["STUDY", "curve_index", "execute", "expand", "summarize"]
 
-_SWEPT = ("zhou", "evidence")  # the width sweep: the paper's theory agent and the evidence
-
 
 def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run:
     """The spec of ``agent`` on ``dataset``, with the blocks its family uses."""
     posterior, neural = agent.family != "random", agent.family == "neural"
     return Run(
-        dataset, agent, config.rounds, config.seeds, config.curve_points,
+        dataset, agent, config.rounds_of(dataset), config.seeds, config.curve_points,
         network=network if agent.family in ("ntkgp", "neural") else None,
         prior_precision=config.prior_precision if posterior else None,
         theory=config.theory if posterior else None,
@@ -75,8 +74,7 @@ def expand(config: BanditsConfig) -> list[Run]:
         for network in config.sweep_networks:
             if ds in config.datasets and network == config.base_network:
                 continue  # already run above
-            agents = [Agent("neural", "ucb", exploration=e) for e in _SWEPT]
-            runs += [_run(config, ds, a, network) for a in agents]
+            runs += [_run(config, ds, a, network) for a in SWEPT]
     return runs
 
 
@@ -122,7 +120,7 @@ def _make_agent(key: _Key, exploration: bandits.Exploration, lam) -> bandits.Age
     return bandits.neural_agent(
         arch, rounds, posterior=key.posterior, exploration=exploration,
         schedule=key.training.schedule(tuning.tune_every), prior_precision=lam,
-        log_ridge_grid=grid,
+        log_ridge_grid=grid, ntk_algorithm="factors",
     )  # fmt: skip
 
 
