@@ -294,7 +294,7 @@ class BanditsConfig(Config):
     datasets: tuple[Dataset, ...] = field(
         ("iris", "wine", "breast_cancer", "digits"), nonempty=True, distinct=True
     )
-    rounds: int = field(600, ge=1, doc="T (at most; see passes)")
+    rounds: int = field(300, ge=1, doc="T (at most; see passes)")
     passes: float | None = field(
         2.0,
         gt=0,
@@ -309,10 +309,8 @@ class BanditsConfig(Config):
     baselines: tuple[Literal[tuple(BASELINES)], ...] = field(tuple(BASELINES), distinct=True)
     diag_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
     sweep_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
-    widths: tuple[int, ...] = field((32, 128, 512, 1024), ge=1, distinct=True, doc="NTP sweep")
-    standard_widths: tuple[int, ...] = field(
-        (32, 128, 512, 1024), ge=1, distinct=True, doc="SP sweep"
-    )
+    widths: tuple[int, ...] = field((32, 256, 1024), ge=1, distinct=True, doc="NTP sweep")
+    standard_widths: tuple[int, ...] = field((32, 256, 1024), ge=1, distinct=True, doc="SP sweep")
     prior_precision: float = field(0.01, gt=0, doc="λ (start of evidence tuning)")
     kernel_limit_prior_precisions: tuple[float, ...] = field(
         (1.0,), gt=0, distinct=True, doc="more λ for the kernel-limit agents (not Zhou's)"
