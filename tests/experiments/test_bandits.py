@@ -167,13 +167,23 @@ def test_embedded_and_paper_specs_are_unique_and_complete():
         assert {"random", "linucb", "ntkgp-ucb-evidence", "neuralucb-reference"} <= names
         for r in runs:
             json.dumps(store.to_jsonable(r))
-            assert r.rounds == config.rounds and r.seeds == config.seeds
+            assert r.rounds == config.rounds_of(r.dataset) and r.seeds == config.seeds
             assert r.network == config.network_of(r.agent) or r.dataset in config.sweep_datasets
     embedded = STUDY.expand(STUDY.get_config("embedded"))
     networks = [r.network for r in embedded if r.dataset == "wine" and r.network is not None]
     sweep = {(n.width, n.parameterization) for n in networks}
-    assert {(32, "ntk"), (256, "ntk"), (100, "standard"), (256, "standard")} <= sweep
-    assert len(embedded) == 37  # the embedded profile's documented size
+    assert {(w, p) for w in (32, 256, 1024) for p in ("ntk", "standard")} <= sweep
+    # The documented size: 4 data sets × 14 agents, the reference agent on wine, and
+    # 6 sweep networks × 3 agents (Zhou, evidence, greedy).
+    assert len(embedded) == 4 * 14 + 1 + 6 * 3
+
+
+def test_rounds_are_capped_at_the_passes_over_the_data_set():
+    config = apply_overrides(STUDY.get_config("smoke"), ["rounds=1000", "passes=2"])
+    assert config.rounds_of("iris") == 300  # 150 rows
+    assert config.rounds_of("digits") == 1000  # 1797 rows: the cap binds first
+    assert apply_overrides(config, ["passes=0.5"]).rounds_of("wine") == 89  # ⌊0.5 · 178⌋
+    assert STUDY.get_config("paper").rounds_of("covertype") == 10_000  # loads nothing
 
 
 def test_a_width_and_gamma_travel_from_set_to_the_program():
@@ -182,7 +192,7 @@ def test_a_width_and_gamma_travel_from_set_to_the_program():
     runs = STUDY.expand(config)
     networks = {r.network for r in runs if r.agent.family == "neural"}
     assert {models.build(n).network.hidden_width for n in networks} == {24, 48}
-    fixed = [r for r in runs if r.agent.exploration == "fixed"]
+    fixed = [r for r in runs if r.agent.exploration == "fixed" and r.network.width == 24]
     assert [r.agent.name for r in fixed] == ["greedy", "neuralucb-fixed-0.05"]
     assert [study._exploration(r).gamma for r in fixed] == [0.0, 0.05]  # what the agent gets
 
