@@ -242,8 +242,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "written by 'ntk-limits run'"
         )
     from ntk_limits_experiments.report import write_report
+    from ntk_limits_experiments.store import DamagedFile
 
-    report, verdicts = write_report(args.workdir)
+    try:
+        report, verdicts = write_report(args.workdir)
+    except DamagedFile as e:
+        raise UsageError(str(e)) from e
     print(f"wrote {report} and {verdicts}")
     return 0
 

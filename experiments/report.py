@@ -6,7 +6,6 @@ and ``<workdir>/verdicts.json``. It runs nothing and imports no study.
 """
 
 import datetime
-import json
 import math
 import os
 from pathlib import Path
@@ -27,7 +26,14 @@ def load_summaries(workdir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     order = [n for n in registry.STUDIES if n in found] + [
         n for n in found if n not in registry.STUDIES
     ]
-    return {n: json.loads(found[n].read_text(encoding="utf-8")) for n in order}
+    summaries = {n: store.read_json(found[n], ("study", "verdicts")) for n in order}
+    for name, summary in summaries.items():
+        if summary["study"] != name or not isinstance(summary["verdicts"], list):
+            raise store.DamagedFile(
+                f"{found[name]} is not the summary of study {name!r}; allowed: a file "
+                "written by 'ntk-limits run' (run the study again to rewrite it)"
+            )
+    return summaries
 
 
 def _not_run_reason(study: str | None, summaries: dict[str, Any]) -> str:
@@ -271,7 +277,7 @@ def write_report(workdir: str | os.PathLike) -> tuple[Path, Path]:
     summaries = load_summaries(workdir)
     verdicts = collect_verdicts(summaries)
     bench_path = workdir / "bench.json"
-    bench = json.loads(bench_path.read_text(encoding="utf-8")) if bench_path.exists() else None
+    bench = store.read_json(bench_path, kind=list) if bench_path.exists() else None
     report = store.write_text_atomic(
         workdir / "REPORT.md", render_report(summaries, verdicts, bench)
     )

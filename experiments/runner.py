@@ -75,15 +75,23 @@ def prepare_config(
 
 
 def check_workdir(workdir: str | os.PathLike) -> Path:
-    """Creates ``workdir`` if needed and checks a file can be written there.
+    """Checks that ``workdir`` can be created (if missing) and written to; creates nothing.
+
+    The test file goes into ``workdir`` if it exists, else into its nearest existing
+    ancestor (which must be a folder), and is removed again: a command refused later
+    (e.g. for missing data) leaves no trace.
 
     Raises:
       ValueError: the folder cannot be created or written to.
     """
     path = Path(workdir)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+        existing = path.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".write-test.", suffix=".tmp")
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
@@ -215,7 +223,8 @@ def run_study(
         outdir / "config.json",
         {"study": study.name, "profile": profile, "config": cfg.to_dict(config)},
     )
-    records = [store.read_run(workdir, study.name, k) for k in keys]
+    damaged = lambda message: print(f"[{study.name}] {message}", file=out)
+    records = [store.read_run(workdir, study.name, k, on_damaged=damaged) for k in keys]
     todo = [
         i for i, r in enumerate(records) if r is None or (retry_failed and r["status"] == "failed")
     ]

@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "UNHASHED_SPEC_KEYS",
+    "DamagedFile",
     "canonical_json",
     "clean_stale_temp_files",
     "environment",
@@ -38,9 +39,11 @@ __all__ = [
     "load_runs",
     "load_series",
     "make_record",
+    "read_json",
     "read_run",
     "run_key",
     "run_path",
+    "set_aside",
     "study_dir",
     "to_jsonable",
     "write_json_atomic",
@@ -255,18 +258,87 @@ def write_run(workdir: str | os.PathLike, record: dict[str, Any]) -> Path:
     return write_json_atomic(run_path(workdir, record["study"], record["key"]), record)
 
 
-def read_run(workdir: str | os.PathLike, study: str, key: str) -> dict[str, Any] | None:
-    """Returns the stored record of a run, or None if the run has not finished."""
+class DamagedFile(ValueError):
+    """A results file that cannot be read back; the message names it and what is wrong."""
+
+
+_ADVICE = "allowed: a file written by ntk-limits (move it away and run again)"
+
+
+def read_json(path: str | os.PathLike, required: Iterable[str] = (), kind: type = dict) -> Any:
+    """Reads a JSON value of type ``kind`` (an object by default) from ``path``.
+
+    Args:
+      path: the file.
+      required: keys an object must have.
+      kind: ``dict`` (a JSON object) or ``list`` (an array).
+
+    Raises:
+      DamagedFile: the file is not UTF-8, not valid JSON (e.g. truncated), not of
+        ``kind``, or lacks a required key.
+    """
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DamagedFile(f"{path} is not UTF-8 text ({e.reason}); {_ADVICE}") from None
+    except json.JSONDecodeError as e:
+        where = f"{e.msg}: line {e.lineno} column {e.colno}"
+        raise DamagedFile(f"{path} is not valid JSON ({where}); {_ADVICE}") from None
+    if not isinstance(value, kind):
+        names = {dict: "an object", list: "an array"}
+        found = type(value).__name__
+        raise DamagedFile(f"{path} holds a JSON {found}, not {names[kind]}; {_ADVICE}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise DamagedFile(f"{path} lacks {', '.join(map(repr, missing))}; {_ADVICE}")
+    return value
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Renames ``path`` to ``<name>.damaged`` (``.damaged-2``, ... if taken); never deletes."""
+    path = Path(path)
+    target, n = path.with_name(path.name + ".damaged"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{n}")
+    return path.rename(target)
+
+
+_RUN_KEYS = ("study", "key", "spec", "status", "metrics")
+
+
+def read_run(
+    workdir: str | os.PathLike, study: str, key: str, on_damaged=None
+) -> dict[str, Any] | None:
+    """Returns the stored record of a run, or None if the run has not finished.
+
+    A run file that cannot be read back (truncated, not a run record, another run's
+    record) is set aside (:func:`set_aside`) and treated as not finished, so the run is
+    executed again; ``on_damaged(message)`` is told once.
+    """
     path = run_path(workdir, study, key)
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        record = read_json(path, _RUN_KEYS)
+        if record["key"] != key or record["status"] not in ("ok", "diverged", "failed"):
+            raise DamagedFile(f"{path} is not the record of run {key}; {_ADVICE}")
+    except DamagedFile as e:
+        moved = set_aside(path)
+        if on_damaged is not None:
+            on_damaged(f"{e}: set aside as {moved.name}; the run is executed again")
+        return None
+    return record
 
 
 def list_runs(workdir: str | os.PathLike, study: str) -> list[dict[str, Any]]:
-    """Returns every stored record of a study (any config), sorted by key."""
+    """Returns every stored record of a study (any config), sorted by key.
+
+    Raises:
+      DamagedFile: a run file cannot be read back (``ntk-limits run`` sets it aside).
+    """
     folder = study_dir(workdir, study) / "runs"
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+    return [read_json(p, _RUN_KEYS) for p in sorted(folder.glob("*.json"))]
 
 
 def _flatten(prefix: str, value: Any, scalars: dict, series: list, key: str) -> None:

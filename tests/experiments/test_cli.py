@@ -86,9 +86,10 @@ def test_unwritable_workdir_is_one_line(tmp_path):
 def test_missing_data_is_one_line(tmp_path, monkeypatch, capsys):
     data_module()
     monkeypatch.setenv("NTK_LIMITS_EXTRA_STUDIES", ENV["NTK_LIMITS_EXTRA_STUDIES"])
-    code = main(["run", "toy", "--set", "require_data=true", "--workdir", str(tmp_path)])
+    workdir = tmp_path / "new" / "results"
+    code = main(["run", "toy", "--set", "require_data=true", "--workdir", str(workdir)])
     _assert_one_line_error(code, capsys.readouterr().err, "toy data not found")
-    assert _run_files(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # not even the workdir was created
 
 
 def test_unknown_data_set_is_one_line(tmp_path, capsys):
@@ -179,3 +180,24 @@ def test_compile_cache_none_and_unwritable(tmp_path, capsys):
                  "--workdir", str(tmp_path / "w")])  # fmt: skip
     _assert_one_line_error(code, capsys.readouterr().err, "cannot be created")
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s[:100], "is not valid JSON (Unterminated"),
+        (lambda s: s.replace('"study": "toy"', '"study": "other"'), "is not the summary of"),
+        (lambda s: "{}", "lacks 'study', 'verdicts'"),
+    ],
+    ids=["truncated", "another-study", "foreign"],
+)
+def test_report_on_a_damaged_summary_is_one_line(tmp_path, capsys, damage, message):
+    config = runner.prepare_config(STUDY, "smoke")
+    runner.run_study(STUDY, config, tmp_path, profile="smoke", out=io.StringIO())
+    summary = tmp_path / "toy" / "summary.json"
+    summary.write_text(damage(summary.read_text()))
+    code = main(["report", "--workdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    _assert_one_line_error(code, err, message)
+    assert str(summary) in err  # the line names the file
+    assert not (tmp_path / "REPORT.md").exists()

@@ -40,7 +40,7 @@ def test_report_shows_rule_evidence_and_robustness_of_a_decided_claim(tmp_path):
 
     rob = robustness.assess("holds", {"without seed 0": "holds", "looser margin": "fails"})
     v = claims.verdict("C5", "holds", "RULE TEXT", {"slope": {"mlp ntk": -0.51}}, rob)
-    summary = {"profile": "smoke", "verdicts": [v._asdict()], "n_runs": 1}
+    summary = {"study": "kernels", "profile": "smoke", "verdicts": [v._asdict()], "n_runs": 1}
     (tmp_path / "kernels").mkdir()
     (tmp_path / "kernels" / "summary.json").write_text(json.dumps(summary))
     md_path, verdicts_path = report.write_report(tmp_path)

@@ -145,3 +145,41 @@ def test_data_unavailable_in_execute_stops_the_run(tmp_path):
     with pytest.raises(data.DataUnavailableError):
         _run(tmp_path, STUDY._replace(execute=execute))
     assert list((tmp_path / "toy" / "runs").glob("*.json")) == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2].encode(),  # truncated mid-write by another tool
+        lambda text: b"[1, 2]",  # valid JSON, not a record
+        lambda text: text.replace('"status": "ok"', '"status": "half"').encode(),
+        lambda text: b"\xff\xfe{",  # not UTF-8
+    ],
+    ids=["truncated", "not-an-object", "bad-status", "not-utf8"],
+)
+def test_damaged_run_file_is_set_aside_once_and_run_again(tmp_path, damage):
+    first, _ = _run(tmp_path)
+    ok = next(r for r in first if r["status"] == "ok")
+    path = store.run_path(tmp_path, "toy", ok["key"])
+    path.write_bytes(damage(path.read_text(encoding="utf-8")))
+    damaged_bytes = path.read_bytes()
+    study, calls = _counting(STUDY)
+    records, out = _run(tmp_path, study)
+    assert [c["width"] for c in calls] == [ok["spec"]["width"]]  # only that run, again
+    assert [r["metrics"] for r in records] == [r["metrics"] for r in first]
+    messages = [line for line in out.getvalue().splitlines() if "set aside" in line]
+    assert len(messages) == 1 and str(path) in messages[0], out.getvalue()
+    aside = path.with_name(path.name + ".damaged")
+    assert aside.read_bytes() == damaged_bytes  # kept, never deleted
+    assert store.read_run(tmp_path, "toy", ok["key"])["metrics"] == ok["metrics"]
+    _, again = _run(tmp_path, study)  # nothing left to repair or repeat
+    assert "set aside" not in again.getvalue() and len(calls) == 1
+
+
+def test_set_aside_never_overwrites(tmp_path):
+    for i in range(3):
+        (tmp_path / "r.json").write_text(str(i))
+        store.set_aside(tmp_path / "r.json")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["r.json.damaged", "r.json.damaged-2", "r.json.damaged-3"]
+    assert [(tmp_path / n).read_text() for n in names] == ["0", "1", "2"]

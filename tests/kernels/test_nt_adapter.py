@@ -48,6 +48,48 @@ def test_running_on_the_current_jax_line():
     assert _nt.__version__ == "0.6.5"
 
 
+def test_auto_implementation_prints_nothing(capfd):
+    """neural-tangents' AUTO prints ``impl=…, flops=…`` per algorithm; a library must not."""
+    arch = models.mlp(8, 1, 2)
+    x = jax.random.normal(jax.random.key(0), (3, 4))
+    params = arch.init_fn(jax.random.key(1), x.shape)[1]
+    jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm="auto"))(x, None, params)
+    out, err = capfd.readouterr()
+    assert out == "" and "flops" not in err
+
+
+@pytest.mark.parametrize("implementation", ["NTK_VECTOR_PRODUCTS", "JACOBIAN_CONTRACTION"])
+def test_ntk_of_a_function_with_pytree_outputs_without_deprecated_size(x64, implementation):
+    """Two outputs (a dict of arrays): neural-tangents unravels its basis into that pytree.
+
+    Against the explicit Jacobians of each output; no DeprecationWarning (``jnp.size`` of a
+    ``ShapeDtypeStruct``) may be raised on the way.
+    """
+    w = {"a": jax.random.normal(jax.random.key(2), (4, 3)), "b": jnp.arange(4.0)}
+    f = lambda p, x: {"y": jnp.tanh(x @ p["a"]), "z": x @ p["b"] * jnp.sum(p["a"])}
+    x1, x2 = (
+        jax.random.normal(jax.random.key(3), (5, 4)),
+        jax.random.normal(jax.random.key(4), (2, 4)),
+    )
+    ntk_fn = _nt.empirical_ntk_fn(
+        f, trace_axes=(), vmap_axes=0, implementation=getattr(_nt.NtkImplementation, implementation)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        got = ntk_fn(x1, x2, w)
+
+    def jacobian(x, k):  # output k's Jacobian, (n, [3,] P), the parameters flattened
+        j = jax.jacrev(lambda p: f(p, x)[k])(w)
+        shape = f(w, x)[k].shape
+        return jnp.concatenate([j[name].reshape(*shape, -1) for name in ("a", "b")], axis=-1)
+
+    for k in ("y", "z"):
+        a, b = jacobian(x1, k), jacobian(x2, k)
+        want = a @ b.T if a.ndim == 2 else jnp.einsum("iap,jbp->ijab", a, b)
+        # float64, the same sums in another order.
+        np.testing.assert_allclose(got[k], want, rtol=1e-10, atol=1e-12)
+
+
 def test_auto_implementation_counts_flops_with_todays_cost_analysis(x64, monkeypatch):
     arch = models.mlp(8, 1, 2)
     x = jax.random.normal(jax.random.key(0), (3, 4))

@@ -14,8 +14,11 @@ This module makes it work without touching the installed package:
    one built on the public ``jax.linearize`` and ``jax.make_jaxpr``.
 4. The FLOP counter behind ``NtkImplementation.AUTO`` is replaced by one that accepts
    the dict that ``cost_analysis()`` returns today, and the parameter-dtype helper by one
-   that does not call ``jnp.dtype`` on arrays, and the basis helper by one that reads
-   sizes from shapes (both DeprecationWarnings today, errors in a future JAX).
+   that does not call ``jnp.dtype`` on arrays, and the pytree-unravelling helper (used by
+   the basis and by NTK-vector products of functions with several outputs) by one that
+   reads sizes from shapes (all DeprecationWarnings today, errors in a future JAX). The
+   ``impl=…, flops=…`` lines AUTO prints for every new shape are discarded: a library
+   must not write to a notebook's output.
 5. The per-equation VJP of the structured pass falls back to ``jax.vjp`` for linear
    primitives whose transpose JAX moved to ``ad.fancy_transposes`` (``slice``,
    ``dynamic_slice``, single-output ``cond`` and ``scan``): without it any function that
@@ -160,7 +163,23 @@ def _std_basis(pytree):
     ndim = sum(math.prod(np.shape(leaf)) for leaf in leaves)
     dtype = jax.dtypes.result_type(*leaves)
     flat_basis = jax.numpy.eye(ndim, dtype=dtype)
-    return _nt_empirical._unravel_array_into_pytree(pytree, 1, flat_basis)
+    return _unravel_array_into_pytree(pytree, 1, flat_basis)
+
+
+def _unravel_array_into_pytree(pytree, axis: int, arr):
+    """As neural-tangents': splits ``arr`` along ``axis`` into ``pytree``'s leaf shapes.
+
+    Sizes come from ``np.shape`` (``jnp.size`` of a ``ShapeDtypeStruct`` is deprecated).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(pytree)
+    if arr.ndim > 0:
+        axis %= arr.ndim
+    shapes = [arr.shape[:axis] + np.shape(leaf) + arr.shape[axis + 1 :] for leaf in leaves]
+    sizes = [math.prod(np.shape(leaf)) for leaf in leaves[:-1]]
+    parts = jax.numpy.split(arr, np.cumsum(sizes).tolist(), axis)
+    return jax.tree_util.tree_unflatten(
+        treedef, [jax.numpy.reshape(x, shape) for x, shape in zip(parts, shapes, strict=True)]
+    )
 
 
 _nt_eqn_vjp_fn = _nt_empirical._eqn_vjp_fn
@@ -209,6 +228,9 @@ _nt_empirical._std_basis = _std_basis
 _nt_empirical._get_primals_out_and_pullback = _get_primals_out_and_pullback
 _nt_empirical._get_fx_axis_and_dtype = _get_fx_axis_and_dtype
 _nt_empirical._get_flops = _get_flops
+_nt_empirical._unravel_array_into_pytree = _unravel_array_into_pytree
+# AUTO's only ``print``: a module global shadows the builtin for that module alone.
+_nt_empirical.print = lambda *args, **kwargs: None
 
 stax = nt.stax
 predict = nt.predict
