@@ -70,14 +70,18 @@ class Display:
         self.inner.total = total
         self.inner.update(done - self.inner.n)  # redraws at most every 0.1 s
 
-    def finished(self, record: dict[str, Any]) -> None:
-        """Reports one finished run (its status, varying spec fields and time)."""
+    def finished(self, record: dict[str, Any], note: str = "") -> None:
+        """Reports one finished run (its status, varying spec fields and time).
+
+        ``note`` (e.g. "finished by another process") replaces the time.
+        """
         self.done += 1
         line = (
             f"[{self.name} {self.done}/{self.total}] {record['status']}  "
-            f"{_describe(record['spec'], self.keys)}  {record['wall_time_s']:.1f}s"
+            f"{_describe(record['spec'], self.keys)}  "
+            + (f"({note})" if note else f"{record['wall_time_s']:.1f}s")
         )
-        if record.get("compile_time_s"):
+        if record.get("compile_time_s") and not note:
             line += f" ({record['compile_time_s']:.1f}s compiling)"
         if record["message"]:
             line += "  " + record["message"].strip().split("\n")[0][:200]

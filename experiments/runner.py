@@ -74,6 +74,36 @@ def prepare_config(
         raise ValueError(f"{study.name}: {e}") from e
 
 
+def _execute_all(study, specs, keys, records, todo, workdir, display, damaged) -> None:
+    """Executes the runs ``todo``, each under its lock (:func:`store.run_lock`).
+
+    Another ``ntk-limits run`` on the same workdir may hold a run's lock: that run is
+    deferred, and once every other run is done this process waits for the lock. Whoever
+    holds a lock first reads the run file again, so a run finished meanwhile by the other
+    process is taken as it is (its display line says so) and never computed twice; a run
+    whose holder died (its lock released by the kernel) is computed here.
+    """
+    pending, seen, block = list(todo), {i: records[i] for i in todo}, False
+    while pending:
+        deferred = []
+        for i in pending:
+            with store.run_lock(workdir, study.name, keys[i], wait=block) as held:
+                block = False  # only the first lock of a pass is waited for
+                if not held:
+                    deferred.append(i)
+                    continue
+                stored = store.read_run(workdir, study.name, keys[i], on_damaged=damaged)
+                if stored is not None and stored != seen[i]:  # done by another process
+                    records[i] = stored
+                    display.finished(stored, note="finished by another process")
+                    continue
+                records[i] = _execute(study, specs[i], display.progress)
+                store.write_run(workdir, records[i])
+                display.finished(records[i])
+        block = deferred == pending  # no progress in this pass: wait for the first
+        pending = deferred
+
+
 def check_workdir(workdir: str | os.PathLike) -> Path:
     """Checks that ``workdir`` can be created (if missing) and written to; creates nothing.
 
@@ -232,10 +262,7 @@ def run_study(
         study.name, [store.to_jsonable(s) for s in specs], len(specs) - len(todo), out
     )
     try:
-        for i in todo:
-            records[i] = _execute(study, specs[i], display.progress)
-            store.write_run(workdir, records[i])
-            display.finished(records[i])
+        _execute_all(study, specs, keys, records, todo, workdir, display, damaged)
     finally:
         display.close()
     store.write_tables(workdir, study.name, records)

@@ -16,6 +16,7 @@ JSON of the spec (sorted keys, compact separators). Keys listed in
 are left out of the key, so moving the data does not invalidate finished runs.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -42,6 +43,7 @@ __all__ = [
     "read_json",
     "read_run",
     "run_key",
+    "run_lock",
     "run_path",
     "set_aside",
     "study_dir",
@@ -256,6 +258,35 @@ def make_record(
 def write_run(workdir: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Writes one run record to its run file, atomically; returns the path."""
     return write_json_atomic(run_path(workdir, record["study"], record["key"]), record)
+
+
+@contextlib.contextmanager
+def run_lock(workdir: str | os.PathLike, study: str, key: str, *, wait: bool = False):
+    """Holds the lock of one run while its body computes it; yields whether it is held.
+
+    An exclusive ``flock`` on ``<study>/runs/.locks/<key>.lock``: the kernel releases it
+    when its process ends in any way (SIGKILL included), so a killed run never leaves a
+    stale lock. With ``wait=False`` a lock held by another process yields ``False`` at
+    once; with ``wait=True`` it blocks until that process releases it. The lock files
+    stay (empty; removing one while another process waits on it would break the lock).
+    """
+    import fcntl  # POSIX; imported here so that reading results works everywhere
+
+    folder = study_dir(workdir, study) / "runs" / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class DamagedFile(ValueError):

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,3 +202,47 @@ def test_report_on_a_damaged_summary_is_one_line(tmp_path, capsys, damage, messa
     _assert_one_line_error(code, err, message)
     assert str(summary) in err  # the line names the file
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def _popen(*args):
+    cmd = [sys.executable, "-m", "ntk_limits_experiments", *map(str, args)]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+_EXECUTED = re.compile(r"^\[toy \d/6\] (ok|diverged|failed)  .*\d\.\ds")  # not "(finished by ...)"
+
+
+def test_two_processes_on_one_workdir_never_compute_a_run_twice(tmp_path):
+    args = ["run", "toy", "--profile", "smoke", "--set", "sleep=0.4", "--workdir", tmp_path / "w"]
+    procs = [_popen(*args) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    executed = [line for _, err in outs for line in err.splitlines() if _EXECUTED.match(line)]
+    assert len(executed) == 6, outs  # each run computed by exactly one of the two
+    assert all(err.count("[toy] 6 runs: ") == 2 for _, err in outs)  # both report all six
+    config = runner.prepare_config(STUDY, "smoke", ["sleep=0.4"])
+    runner.run_study(STUDY, config, tmp_path / "clean", out=io.StringIO())
+    drop = ["wall_time_s", "compile_time_s", "finished_at"]
+    a, b = (store.load_runs(tmp_path / d, "toy").drop(columns=drop) for d in ("w", "clean"))
+    pd.testing.assert_frame_equal(a, b)  # no file corrupted or half-written
+
+
+def test_a_killed_process_leaves_no_stuck_lock(tmp_path):
+    workdir = tmp_path / "w"
+    args = ["run", "toy", "--profile", "smoke", "--set", "sleep=0.5", "--workdir", workdir]
+    holder = _popen(*args)
+    locks = workdir / "toy" / "runs" / ".locks"
+    deadline = time.monotonic() + 60
+    while not (locks.exists() and any(locks.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert holder.poll() is None, holder.communicate()
+    waiter = _popen(*args)  # defers the held run, computes the others, then waits for it
+    time.sleep(0.5)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    _, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert len(_run_files(workdir)) == 6
+    assert len([line for line in err.splitlines() if _EXECUTED.match(line)]) == 6
