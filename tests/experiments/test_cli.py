@@ -246,3 +246,63 @@ def test_a_killed_process_leaves_no_stuck_lock(tmp_path):
     assert waiter.returncode == 0, err
     assert len(_run_files(workdir)) == 6
     assert len([line for line in err.splitlines() if _EXECUTED.match(line)]) == 6
+
+
+# Kills its own process with SIGKILL when it is about to rename its second run file into
+# place (the temp file written and synced, the rename not done): a crash while writing.
+_KILL_WHILE_WRITING = """
+import os, signal, sys
+renames = []
+real_replace = os.replace
+def replace(src, dst):
+    if str(dst).endswith(".json") and os.sep + "runs" + os.sep in str(dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst)
+os.replace = replace
+from ntk_limits_experiments.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_real_study_killed_at_several_points_resumes_to_identical_results(tmp_path):
+    """The teaser study (smoke) killed while compiling, between runs and while writing a
+    run file, resumed each time: every stored number equals an uninterrupted run's."""
+    workdir = tmp_path / "killed"
+    args = ["run", "teaser", "--profile", "smoke", "--compile-cache", "none", "--workdir", workdir]
+    # 1. While compiling: killed as soon as the study's folder exists, before any run file.
+    proc = _popen(*args)
+    deadline = time.monotonic() + 120
+    while not (workdir / "teaser").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert _run_files(workdir) == []
+    # 2. Between runs: killed once a first run file exists.
+    proc = _popen(*args)
+    while not _run_files(workdir) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    n_between = len(_run_files(workdir))
+    # 3. While writing: the next process dies with its second run file half-placed.
+    writer = subprocess.run(
+        [sys.executable, "-c", _KILL_WHILE_WRITING, *map(str, args)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert writer.returncode == -signal.SIGKILL, writer.stderr
+    assert len(_run_files(workdir)) == n_between + 1
+    # Resumed to the end, against an uninterrupted run.
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    clean = cli(*args[:-1], tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    drop = ["wall_time_s", "compile_time_s", "finished_at"]
+    a, b = (store.load_runs(tmp_path / d, "teaser").drop(columns=drop) for d in ("killed", "clean"))
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(
+        store.load_series(workdir, "teaser"), store.load_series(tmp_path / "clean", "teaser")
+    )
+    assert [p for p in workdir.rglob("*") if p.name.endswith(".tmp")] == []
