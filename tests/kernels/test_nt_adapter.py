@@ -48,44 +48,47 @@ def test_running_on_the_current_jax_line():
     assert _nt.__version__ == "0.6.5"
 
 
-def test_auto_implementation_prints_nothing(capfd):
-    """neural-tangents' AUTO prints ``impl=…, flops=…`` per algorithm; a library must not."""
+@pytest.mark.parametrize("algorithm", kernels.ALGORITHMS)
+def test_kernel_calls_print_nothing(capfd, algorithm):
+    """Nothing on stdout or stderr from a kernel call with any algorithm (neural-tangents'
+    AUTO prints ``impl=…, flops=…`` per algorithm; a library must not), nor from the
+    infinite-width kernel of the same network."""
     arch = models.mlp(8, 1, 2)
     x = jax.random.normal(jax.random.key(0), (3, 4))
     params = arch.init_fn(jax.random.key(1), x.shape)[1]
-    jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm="auto"))(x, None, params)
+    jax.jit(kernels.empirical_ntk_fn(arch.apply_fn, algorithm=algorithm))(x, None, params)
+    arch.kernel_fn(x, None, "ntk")
     out, err = capfd.readouterr()
-    assert out == "" and "flops" not in err
+    assert out == "" and err == ""
 
 
-@pytest.mark.parametrize("implementation", ["NTK_VECTOR_PRODUCTS", "JACOBIAN_CONTRACTION"])
-def test_ntk_of_a_function_with_pytree_outputs_without_deprecated_size(x64, implementation):
-    """Two outputs (a dict of arrays): neural-tangents unravels its basis into that pytree.
+def _two_outputs(p, x):
+    """A function whose output is a pytree: a dict of a (n, 3) and a (n, 1) array."""
+    return {"y": jnp.tanh(x @ p["a"]), "z": (x @ p["b"] * jnp.sum(p["a"]))[:, None]}
 
-    Against the explicit Jacobians of each output; no DeprecationWarning (``jnp.size`` of a
-    ``ShapeDtypeStruct``) may be raised on the way.
+
+@pytest.mark.parametrize("algorithm", kernels.ALGORITHMS)
+@pytest.mark.parametrize("trace", [True, False])
+def test_ntk_of_a_function_with_pytree_outputs(x64, algorithm, trace):
+    """Every algorithm, on a dict of two outputs, against the explicit Jacobians of each.
+
+    Neural-tangents unravels its basis into the output pytree with shapes only: the
+    suite's ``filterwarnings = error`` turns a ``jnp.size`` of a ``ShapeDtypeStruct``
+    (deprecated) into a failure here.
     """
     w = {"a": jax.random.normal(jax.random.key(2), (4, 3)), "b": jnp.arange(4.0)}
-    f = lambda p, x: {"y": jnp.tanh(x @ p["a"]), "z": x @ p["b"] * jnp.sum(p["a"])}
-    x1, x2 = (
-        jax.random.normal(jax.random.key(3), (5, 4)),
-        jax.random.normal(jax.random.key(4), (2, 4)),
-    )
-    ntk_fn = _nt.empirical_ntk_fn(
-        f, trace_axes=(), vmap_axes=0, implementation=getattr(_nt.NtkImplementation, implementation)
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        got = ntk_fn(x1, x2, w)
+    x1 = jax.random.normal(jax.random.key(3), (5, 4))
+    x2 = jax.random.normal(jax.random.key(4), (2, 4))
+    got = kernels.empirical_ntk_fn(_two_outputs, algorithm=algorithm, trace=trace)(x1, x2, w)
 
-    def jacobian(x, k):  # output k's Jacobian, (n, [3,] P), the parameters flattened
-        j = jax.jacrev(lambda p: f(p, x)[k])(w)
-        shape = f(w, x)[k].shape
+    def jacobian(x, k):  # output k's Jacobian, (n, k_i, P), the parameters flattened
+        j = jax.jacrev(lambda p: _two_outputs(p, x)[k])(w)
+        shape = _two_outputs(w, x)[k].shape
         return jnp.concatenate([j[name].reshape(*shape, -1) for name in ("a", "b")], axis=-1)
 
     for k in ("y", "z"):
-        a, b = jacobian(x1, k), jacobian(x2, k)
-        want = a @ b.T if a.ndim == 2 else jnp.einsum("iap,jbp->ijab", a, b)
+        full = jnp.einsum("iap,jbp->ijab", jacobian(x1, k), jacobian(x2, k))
+        want = jnp.einsum("ijaa->ij", full) / full.shape[-1] if trace else full
         # float64, the same sums in another order.
         np.testing.assert_allclose(got[k], want, rtol=1e-10, atol=1e-12)
 

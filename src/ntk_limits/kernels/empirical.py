@@ -75,18 +75,22 @@ def jacobian(apply_fn: ApplyFn, params, x: jax.Array) -> jax.Array:
       x: inputs, ``(n, ...)``.
 
     Returns:
-      ``(n, k, P)``, parameters in ``jax.flatten_util.ravel_pytree`` order.
+      ``(n, k, P)``, parameters in ``jax.flatten_util.ravel_pytree`` order (for an
+      ``apply_fn`` returning a pytree of ``(n, k_i)`` arrays, that pytree of Jacobians).
     """
     flat, unravel = ravel_pytree(params)
     return jax.jacrev(lambda p: apply_fn(unravel(p), x))(flat)
 
 
 def _reference_ntk_fn(apply_fn: ApplyFn, trace: bool) -> KernelFn:
+    def one(j1, j2):  # one output leaf: Jacobians (n1, k, P), (n2, k, P)
+        full = jnp.einsum("iap,jbp->ijab", j1, j2)
+        return jnp.einsum("ijaa->ij", full) / full.shape[-1] if trace else full
+
     def ntk(x1, x2, params):
         j1 = jacobian(apply_fn, params, x1)
         j2 = j1 if x2 is None else jacobian(apply_fn, params, x2)
-        full = jnp.einsum("iap,jbp->ijab", j1, j2)
-        return jnp.einsum("ijaa->ij", full) / full.shape[-1] if trace else full
+        return jax.tree.map(one, j1, j2)  # one kernel per output leaf, as neural-tangents
 
     return ntk
 
@@ -105,6 +109,9 @@ def empirical_ntk_fn(
         or ``"reference"`` (explicit dense Jacobian, pure JAX: slow, independent).
       trace: average over the output dimension (``(n1, n2)``) or keep it
         (``(n1, n2, k, k)``).
+
+    An ``apply_fn`` returning a pytree of ``(n, k_i)`` arrays (a tuple or dict of
+    outputs) gets the same pytree of kernels, one per output, with every algorithm.
 
     For a function marked by :func:`couple_examples` (BatchNorm in training mode) the
     kernel is taken on each batch as a whole: ``x1`` and ``x2`` are then the batches the
