@@ -192,6 +192,8 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
                 raise UsageError(
                     f"unknown key {key!r} (in no study); allowed: {', '.join(sorted(known))}"
                 )
+    for study, config in zip(studies, configs, strict=True):
+        runner.check_memory(study, list(study.expand(config)))
     runner.check_workdir(args.workdir)
     return configs
 

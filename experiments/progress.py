@@ -5,7 +5,7 @@ from typing import Any, TextIO
 
 from ntk_limits_experiments import store
 
-__all__ = ["Display"]
+__all__ = ["Display", "describe_runs"]
 
 
 def _flat(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,6 +31,12 @@ def _varying_keys(specs: Sequence[dict[str, Any]]) -> list[str]:
     flats = [_flat(s) for s in specs]
     keys = dict.fromkeys(k for f in flats for k in f)
     return [k for k in keys if len({store.canonical_json(f.get(k)) for f in flats}) > 1]
+
+
+def describe_runs(specs: Sequence[dict[str, Any]]) -> list[str]:
+    """Each run named by the spec fields that vary across ``specs`` (JSON forms)."""
+    keys = _varying_keys(specs)
+    return [_describe(s, keys) for s in specs]
 
 
 class Display:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ntk_limits_experiments import config as cfg
-from ntk_limits_experiments import store, timing
+from ntk_limits_experiments import memory, store, timing
 from ntk_limits_experiments.config import Config
-from ntk_limits_experiments.progress import Display
+from ntk_limits_experiments.progress import Display, describe_runs
 from ntk_limits_experiments.study import Diverged, Spec, Study, Summary
 
 __all__ = [
+    "check_memory",
     "check_workdir",
     "is_data_unavailable",
     "prepare_config",
@@ -130,6 +131,16 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
             f"workdir {str(path)!r} is not writable ({reason}); allowed: a writable directory"
         ) from e
     return path
+
+
+def check_memory(study: Study, specs: Sequence[Spec]) -> None:
+    """Refuses (``ValueError``, one line) runs that need more memory than is available.
+
+    Uses the study's bound (``Study.memory``; studies without one are not checked), see
+    :func:`ntk_limits_experiments.memory.check`. Writes nothing.
+    """
+    names = describe_runs([store.to_jsonable(s) for s in specs])
+    memory.check(study.name, specs, study.memory, names)
 
 
 def is_data_unavailable(exc: BaseException) -> bool:
@@ -237,7 +248,8 @@ def run_study(
       The run records, in the order of ``study.expand(config)``.
 
     Raises:
-      ValueError: ``expand`` returned duplicate specs.
+      ValueError: ``expand`` returned duplicate specs, or a run needs more memory than
+        is available (:func:`check_memory`); nothing is written then.
     """
     out = sys.stderr if out is None else out
     profile = getattr(config, "profile", None) if profile is None else profile
@@ -245,6 +257,7 @@ def run_study(
     keys = [store.run_key(study.name, store.to_jsonable(s)) for s in specs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{study.name}: expand() returned duplicate specs")
+    check_memory(study, specs)
     outdir = store.study_dir(workdir, study.name)
     (outdir / "runs").mkdir(parents=True, exist_ok=True)
     for folder in (outdir, outdir / "runs"):

@@ -72,6 +72,10 @@ class Study(NamedTuple):
         for long runs; raises :class:`Diverged` on a non-finite loss.
       summarize: ``(config, records, outdir) -> Summary``; ``records`` is a list of
         ``{"spec": spec as JSON, "metrics": metrics, "status": status}`` for every run.
+      memory: ``spec -> bytes``, the least memory the run needs (its bound on the
+        cheapest path it can take), from the spec alone; checked against the memory
+        available before anything is written (:mod:`ntk_limits_experiments.memory`).
+        ``None``: the study states no bound.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Study(NamedTuple):
     expand: Callable[[Config], Sequence[Spec]]
     execute: Callable[[Spec, Callable[[int, int], None]], Metrics]
     summarize: Callable[[Config, list[dict[str, Any]], Path], Summary]
+    memory: Callable[[Spec], int] | None = None
 
     def get_config(self, profile: str) -> Config:
         """The config of ``profile``; raises ``ValueError`` for an unknown profile."""

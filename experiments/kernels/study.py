@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits import data, kernels, models
+from ntk_limits_experiments import memory
 from ntk_limits_experiments.common import compile_jit
 from ntk_limits_experiments.config import Config, field
 from ntk_limits_experiments.kernels import analysis, plots
@@ -34,6 +35,9 @@ __all__ = [
     "infinite_ntk",
     "kernel_metrics",
     "load_inputs",
+    "memory_bytes",
+    "memory_check",
+    "seed_chunk",
     "summarize",
     "verdict_choices",
 ]
@@ -97,20 +101,27 @@ def load_inputs(inputs: Inputs, data_dir: str | None) -> tuple[np.ndarray, str]:
     return x, desc
 
 
-def empirical_ntks(arch: models.Architecture, x, seeds) -> np.ndarray:
+def empirical_ntks(arch: models.Architecture, x, seeds, chunk: int | None = None) -> np.ndarray:
     """Empirical NTKs at initialisation, one per seed: ``(S, n, n)`` float32.
 
     Args:
       arch: the network (scalar output).
       x: inputs ``(n, ...)``.
       seeds: ``S`` ints; seed ``s`` draws its parameters from ``jax.random.key(s)``.
+      chunk: seeds per ``vmap`` batch; ``None`` (or ``>= S``) batches all seeds at once,
+        fewer run ``chunk`` at a time in a ``lax.map`` (memory grows with ``chunk``,
+        see :func:`memory_bytes`).
 
     Returns:
-      ``(S, n, n)`` numpy array, computed by one compiled program (seeds by ``vmap``).
+      ``(S, n, n)`` numpy array, computed by one compiled program.
     """
     draw = models.init_sampler(arch, (-1, *x.shape[1:]))
     ntk = kernels.empirical_ntk_fn(arch.apply_fn, algorithm="structured")
-    batched = lambda keys, x: jax.vmap(lambda k: ntk(x, None, draw(k)))(keys)
+    one = lambda k, x: ntk(x, None, draw(k))
+    if chunk is None or chunk >= len(seeds):
+        batched = lambda keys, x: jax.vmap(one, (0, None))(keys, x)
+    else:
+        batched = lambda keys, x: jax.lax.map(lambda k: one(k, x), keys, batch_size=chunk)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     x = jnp.asarray(x)
     cost = x.shape[0] * models.num_params(jax.eval_shape(draw, keys[0])) * math.prod(x.shape[1:-1])
@@ -160,13 +171,75 @@ def kernel_metrics(k_emp: np.ndarray, k_inf: np.ndarray) -> dict:
         }
 
 
+# Input shape (H, W, C) of each image set, before pooling (for the memory bound).
+_IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
+                 "cifar10": (32, 32, 3)}  # fmt: skip
+_OVERHEAD = 512 * 2**20  # XLA compilation and buffers independent of the sizes
+
+
+def memory_bytes(spec: KernelsSpec, chunk: int | None = None) -> int:
+    """An upper bound on the memory one run adds to the process, from the spec alone.
+
+    With ``S`` seeds, ``P`` parameters, ``n`` inputs (float32), measured peak-RSS growth
+    on this machine: the MLP's structured NTK, seeds ``vmap``-ed, holds about five copies
+    of all seeds' parameters (``5.0-5.7 · 4SP`` bytes at widths 2048 and 8192, 2 and 16
+    seeds: 2.1 GB at width 2048, 23.7 GB at 8192); a convolutional network's holds
+    per-example parameter-sized tensors (``3.8 · 4SnP`` at CNN width 128); the exact
+    kernel of a convolutional network holds 4.7-5.5 spatial covariance tiles of
+    ``block² (HW)²`` float64 at depths 2-3 (1.5 GB at ``block = 32``, 6.9 GB at 64, on
+    14 × 14 inputs). The bound is ``6 · 4SP`` (MLP) or ``4 · 4SnP`` (convolutional),
+    plus the activations, the Grams, ``depth + 4`` such tiles and 512 MiB; tested above
+    the measured peak and within 3× of it
+    (``tests/experiments/test_memory.py``). ``chunk`` seeds at a time (the blocked path
+    of :func:`empirical_ntks`) count as ``S = chunk``.
+    """
+    net, inputs = spec.network, spec.inputs
+    h, w, c = _IMAGE_SHAPES.get(inputs.dataset, (32, 32, 3))
+    h, w = max(h // inputs.pool, 1), max(w // inputs.pool, 1)
+    shape = (-1, h * w * c) if inputs.flatten else (-1, h, w, c)
+    arch = models.build(net)
+    params = jax.eval_shape(lambda k: arch.init_fn(k, shape)[1], jax.random.key(0))
+    p = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
+    s, n = min(len(spec.seeds), chunk or len(spec.seeds)), inputs.n
+    layers = net.depth + 2
+    activations = 4 * s * n * layers * net.hidden_width * (1 if inputs.flatten else h * w)
+    grams = 8 * (s + 1) * n * n * layers
+    if net.kind == "mlp":
+        return 6 * 4 * s * p + 4 * activations + grams + _OVERHEAD
+    block = min(spec.kernel_block, n)
+    spatial = 8 * block * block * (h * w) ** 2 * (net.depth + 4)
+    return 4 * 4 * s * n * p + 4 * activations + grams + spatial + _OVERHEAD
+
+
+def seed_chunk(spec: KernelsSpec, budget: int) -> int | None:
+    """Seeds per batch that fit ``budget`` bytes: ``None`` (all at once) when they all fit.
+
+    Else the largest smaller batch that fits (at least 1: :func:`memory_check` has refused
+    runs for which even one seed does not fit).
+    """
+    if memory_bytes(spec) <= budget:
+        return None
+    fits = [c for c in range(1, len(spec.seeds)) if memory_bytes(spec, c) <= budget]
+    return max(fits, default=1)
+
+
+def memory_check(spec: KernelsSpec) -> int:
+    """What a run needs at least (``Study.memory``): its bound with one seed at a time."""
+    return memory_bytes(spec, chunk=1)
+
+
 def execute(spec: KernelsSpec, progress) -> dict:
-    """Empirical NTKs of every seed against ``K_inf``; see :func:`kernel_metrics`."""
+    """Empirical NTKs of every seed against ``K_inf``; see :func:`kernel_metrics`.
+
+    The seeds are batched all at once when :func:`memory_bytes` fits the available
+    memory, else in the largest batches that fit (:func:`seed_chunk`).
+    """
     x, desc = load_inputs(spec.inputs, spec.data_dir)
     arch = models.build(spec.network)
     k_inf = infinite_ntk(spec)
     progress(1, 2)
-    k_emp = empirical_ntks(arch, x, spec.seeds)
+    chunk = seed_chunk(spec, memory.available_bytes())
+    k_emp = empirical_ntks(arch, x, spec.seeds, chunk)
     progress(2, 2)
     shapes = jax.eval_shape(lambda k: arch.init_fn(k, (-1, *x.shape[1:]))[1], jax.random.key(0))
     return {
@@ -202,4 +275,5 @@ STUDY = Study(
     expand=expand,
     execute=execute,
     summarize=summarize,
+    memory=memory_check,
 )

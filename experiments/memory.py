@@ -1,0 +1,93 @@
+"""Memory checked before a run starts: each study bounds a run's peak memory from its spec.
+
+A study may give ``Study.memory(spec) -> bytes``: an upper bound on how much the process
+grows while it executes that run (parameters, activations, kernels, Jacobians, posterior
+factors, and XLA's compilation), stated from the spec alone and tested against measured
+peak RSS. :func:`check` compares every run's bound with the memory available before
+anything is written, and refuses with one line giving the estimate and the largest width
+that fits. The available memory is ``MemAvailable`` of ``/proc/meminfo`` (Linux; else the
+physical memory), or ``NTK_LIMITS_MEMORY`` (bytes, e.g. ``8e9``) when set.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["available_bytes", "check", "format_bytes", "largest_width"]
+
+ENV = "NTK_LIMITS_MEMORY"
+
+
+def available_bytes() -> int:
+    """Memory a new run may use: ``$NTK_LIMITS_MEMORY``, else ``MemAvailable``."""
+    if os.environ.get(ENV):
+        try:
+            value = float(os.environ[ENV])
+        except ValueError:
+            raise ValueError(
+                f"{ENV}={os.environ[ENV]!r} is not a number; allowed: bytes, e.g. 8e9"
+            ) from None
+        if not value > 0:
+            raise ValueError(f"{ENV}={os.environ[ENV]!r}; allowed: a positive number of bytes")
+        return int(value)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``-style text."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover - unreachable
+
+
+def largest_width(spec: Any, bound: Callable[[Any], int], budget: int) -> int | None:
+    """The largest ``spec.network.width`` whose bound fits ``budget`` (None: none fits).
+
+    Bisection: the bounds grow with the width.
+    """
+    network = getattr(spec, "network", None)
+    if network is None or not hasattr(network, "width"):
+        return None
+    at = lambda w: bound(dataclasses.replace(spec, network=dataclasses.replace(network, width=w)))
+    if at(1) > budget:
+        return None
+    low, high = 1, max(int(network.width), 2)
+    while low + 1 < high:
+        mid = (low + high) // 2
+        low, high = (mid, high) if at(mid) <= budget else (low, mid)
+    return low
+
+
+def check(name: str, specs: Sequence[Any], bound: Callable[[Any], int] | None,
+          names: Sequence[str]) -> None:  # fmt: skip
+    """Refuses (``ValueError``, one line) the first run whose bound exceeds the memory.
+
+    Args:
+      name: the study.
+      specs: its runs.
+      bound: ``Study.memory`` (None: the study states no bound; nothing is checked).
+      names: how the line names each run.
+    """
+    if bound is None:
+        return
+    budget = available_bytes()
+    for spec, label in zip(specs, names, strict=True):
+        need = bound(spec)
+        if need <= budget:
+            continue
+        fits = largest_width(spec, bound, budget)
+        hint = f"width <= {fits} for this network" if fits else "a smaller network or input set"
+        raise ValueError(
+            f"{name}: the run {label or '(the only one)'} needs at least {format_bytes(need)} "
+            f"(estimate) but {format_bytes(budget)} are available; allowed: {hint}"
+        )
