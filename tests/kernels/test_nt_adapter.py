@@ -4,9 +4,11 @@ Each check compares neural-tangents' result with one computed without it, so a s
 break of the layer on a future JAX release fails here first.
 """
 
+import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -159,3 +161,26 @@ def test_structured_ntk_of_functions_with_moved_transposes(x64, fn):
         got = jax.jit(kernels.empirical_ntk_fn(fn, trace=False))(x, None, p)
     want = jax.jit(kernels.empirical_ntk_fn(fn, algorithm="reference", trace=False))(x, None, p)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)  # float64 round-off
+
+
+_WITHOUT_NT = """
+import sys
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "neural_tangents":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+import ntk_limits.kernels
+"""
+
+
+def test_without_neural_tangents_the_import_error_says_what_to_run():
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_NT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: ntk-limits needs neural-tangents 0.6.5")
+    assert last.endswith(f"run: {_nt.INSTALL}")

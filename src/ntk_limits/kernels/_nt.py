@@ -102,7 +102,18 @@ def _install_jax_shims() -> None:
 
 _install_jax_shims()
 
-import neural_tangents as nt  # noqa: E402
+INSTALL = "pip install --no-deps neural-tangents==0.6.5"
+
+try:
+    import neural_tangents as nt
+except ModuleNotFoundError as e:  # one line that says what to run
+    if e.name != "neural_tangents":
+        raise
+    raise ModuleNotFoundError(
+        f"ntk-limits needs neural-tangents 0.6.5, installed without its dependencies "
+        f"(they pull in TensorFlow, which ntk-limits does not use); run: {INSTALL}",
+        name="neural_tangents",
+    ) from None
 from neural_tangents._src import empirical as _nt_empirical  # noqa: E402
 
 
