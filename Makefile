@@ -11,7 +11,7 @@ export JAX_PLATFORMS ?= cpu
 # (measured: CPU Cholesky 100-500x slower on a loaded 2-core machine).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help env test test-slow lint reproduce-all report bench bench-deps bench-gpu clean
+.PHONY: help env test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
@@ -43,6 +43,19 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The notebook install exactly as the README documents it: the built wheel into a fresh
+# environment, then neural-tangents without its dependencies; the README's notebook
+# snippets run there, from outside the checkout (CI runs this after the tests).
+NB := build/notebook-check
+notebook-check:
+	rm -rf $(NB) && mkdir -p $(NB)
+	$(PYTHON) -m venv $(NB)/venv
+	$(NB)/venv/bin/pip install -q --upgrade pip
+	$(NB)/venv/bin/pip wheel -q --no-deps -w $(NB)/dist .
+	$(NB)/venv/bin/pip install -q $(NB)/dist/ntk_limits-*.whl
+	$(NB)/venv/bin/pip install -q --no-deps neural-tangents==0.6.5
+	cd $(NB) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
 reproduce-all: $(STAMP)
 	$(VENV)/bin/ntk-limits run all --profile embedded --workdir $(WORKDIR)

@@ -1,0 +1,38 @@
+"""Runs the README's notebook snippets (section "From a notebook") in one namespace.
+
+Used by ``make notebook-check``: run it with the interpreter of an environment installed
+as the README documents, from a folder outside the checkout, so that ``ntk_limits`` is
+the installed package. Prints each snippet's number and wall time; any error fails.
+"""
+
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def snippets(readme: str) -> list[str]:
+    """The ```python blocks between "## From a notebook" and the next "## " heading."""
+    section = readme.split("\n## From a notebook\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def main(readme_path: str) -> None:
+    import ntk_limits
+
+    where = Path(ntk_limits.__file__).resolve()
+    if "site-packages" not in where.parts:
+        sys.exit(f"ntk_limits imported from {where}, not from an installed package")
+    blocks = snippets(Path(readme_path).read_text(encoding="utf-8"))
+    if not blocks:
+        sys.exit(f"no ```python block in the 'From a notebook' section of {readme_path}")
+    namespace: dict = {}
+    for i, block in enumerate(blocks, 1):
+        start = time.perf_counter()
+        exec(compile(block, f"README snippet {i}", "exec"), namespace)
+        print(f"README snippet {i}/{len(blocks)}: ok ({time.perf_counter() - start:.1f} s)")
+    print(f"ntk_limits from {where.parent}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
