@@ -18,6 +18,7 @@ def snippets(readme: str) -> list[str]:
 
 
 def main(readme_path: str) -> None:
+    """Runs every snippet of ``readme_path`` with the installed ``ntk_limits``."""
     import ntk_limits
 
     where = Path(ntk_limits.__file__).resolve()
