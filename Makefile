@@ -11,7 +11,7 @@ export JAX_PLATFORMS ?= cpu
 # (measured: CPU Cholesky 100-500x slower on a loaded 2-core machine).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help env test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
+.PHONY: help env env-over install-into over-jax-check test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
@@ -29,6 +29,38 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 env: $(STAMP)
+
+# Over an existing JAX (e.g. a CUDA build preinstalled in the system interpreter): .venv
+# sees the interpreter's own packages and gets only what they lack (install/missing.py);
+# an installed jax/jaxlib in the supported range is kept, one outside it is refused.
+env-over:
+	@test ! -e $(VENV) || { echo "env-over: $(VENV) exists; allowed: remove it first (make clean)" >&2; exit 2; }
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(MAKE) install-into PYTHON=$(PY) EDITABLE=-e EXTRAS=[test]
+	@touch $(STAMP)
+
+# Install into an existing environment (PYTHON=its interpreter, e.g. a notebook's),
+# adding only the packages it lacks, at the versions CI tests.
+EDITABLE ?=
+EXTRAS ?=
+install-into:
+	mkdir -p build
+	$(PYTHON) install/missing.py constraints.txt --out build/missing-constraints.txt
+	$(PYTHON) -m pip install -q -c build/missing-constraints.txt $(EDITABLE) ".$(EXTRAS)"
+	$(PYTHON) -m pip install -q --no-deps neural-tangents==0.6.5
+
+# The existing-JAX install, checked: a fresh environment holding jax 0.10.1 (in range, not
+# the pinned version) gets the project by install-into; its jax must stay and the README's
+# notebook snippets must run there (CI runs this).
+OJ := build/over-jax-check
+over-jax-check:
+	rm -rf $(OJ) && mkdir -p $(OJ)
+	$(PYTHON) -m venv $(OJ)/venv
+	$(OJ)/venv/bin/pip install -q --upgrade pip
+	$(OJ)/venv/bin/pip install -q jax==0.10.1 jaxlib==0.10.1
+	$(MAKE) install-into PYTHON=$(OJ)/venv/bin/python
+	$(OJ)/venv/bin/python -c "import jax, jaxlib; v = (jax.__version__, jaxlib.__version__); assert v == ('0.10.1', '0.10.1'), v; print('jax kept:', v)"
+	cd $(OJ) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
 # Two pytest workers (one per core here); each test file runs on one worker, so its
 # module fixtures (a study's smoke run, compiled programs) are built once. TEST_WORKERS=0
