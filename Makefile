@@ -11,7 +11,7 @@ export JAX_PLATFORMS ?= cpu
 # (measured: CPU Cholesky 100-500x slower on a loaded 2-core machine).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help env env-over install-into over-jax-check test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
+.PHONY: help env env-over install-into over-jax-check wheels wheels-check test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
@@ -88,6 +88,32 @@ notebook-check:
 	$(NB)/venv/bin/pip install -q $(NB)/dist/ntk_limits-*.whl
 	$(NB)/venv/bin/pip install -q --no-deps neural-tangents==0.6.5
 	cd $(NB) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
+
+# An offline bundle: the wheels of every runtime package the BASE environment lacks
+# (a pip-freeze-style file; default: the H200 host image), for PY_VERSION on manylinux
+# x86_64, plus ntk-limits' own wheel, in WHEELS. On the offline host:
+#   pip install --no-index --find-links .whl ntk-limits
+WHEELS ?= .whl
+BASE ?= install/h200-base.txt
+PY_VERSION ?= 3.12
+wheels:
+	rm -rf $(WHEELS) && mkdir -p build
+	$(PYTHON) install/missing.py constraints.txt --base $(BASE) --runtime --out build/wheels.txt
+	$(PYTHON) install/wheels.py build/wheels.txt --dest $(WHEELS) --python-version $(PY_VERSION)
+
+# The bundle, checked offline: an environment holding jax, flax, optax and chex is the
+# base; the bundle made for it installs with --no-index and the README snippets run.
+WC := build/wheels-check
+wheels-check:
+	rm -rf $(WC) && mkdir -p $(WC)
+	$(PYTHON) -m venv $(WC)/venv
+	$(WC)/venv/bin/pip install -q --upgrade pip
+	$(WC)/venv/bin/pip install -q -c constraints.txt jax jaxlib flax optax chex
+	$(WC)/venv/bin/pip freeze > $(WC)/base.txt
+	$(MAKE) wheels BASE=$(WC)/base.txt WHEELS=$(WC)/whl PY_VERSION=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	$(WC)/venv/bin/pip install -q --no-index --find-links $(WC)/whl ntk-limits
+	$(WC)/venv/bin/pip install -q --no-index --no-deps --find-links $(WC)/whl neural-tangents
+	cd $(WC) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
 reproduce-all: $(STAMP)
 	$(VENV)/bin/ntk-limits run all --profile embedded --workdir $(WORKDIR)

@@ -38,13 +38,16 @@ def canonical(name: str) -> str:
 
 
 def pins(path: Path) -> dict[str, str]:
-    """``name -> version`` of a ``name==version`` file (comments and options skipped)."""
+    """``name -> version`` of a ``name==version`` file (comments and options skipped).
+
+    A line with a name alone says the package is there in some version (``""``).
+    """
     out = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
-        if "==" in line and not line.startswith("-"):
+        if line and not line.startswith("-"):
             name, _, version = line.partition("==")
-            out[canonical(name.split("[")[0])] = version.strip()
+            out[canonical(name.split("[")[0].strip())] = version.strip()
     return out
 
 
@@ -69,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("constraints", type=Path)
     parser.add_argument("--base", type=Path, help="a pip-freeze file instead of this env")
     parser.add_argument("--out", type=Path, help="default: standard output")
+    parser.add_argument("--runtime", action="store_true", help="leave out the test tools")
     args = parser.parse_args(argv)
     have = pins(args.base) if args.base else installed()
     for name in KEPT:
         req = supported(name)
-        if name in have and Version(have[name]) not in req.specifier:
+        if have.get(name) and Version(have[name]) not in req.specifier:
             print(
                 f"missing.py: {name} {have[name]} is installed but ntk-limits supports "
                 f"{name}{req.specifier}; allowed: an environment with {name}{req.specifier} "
@@ -82,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     need = {n: v for n, v in pins(args.constraints).items() if n not in have}
+    if args.runtime:
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        tools = project["project"]["optional-dependencies"]["test"]
+        for name in (canonical(Requirement(t).name) for t in tools):
+            need.pop(name, None)
     text = "".join(f"{n}=={v}\n" for n, v in sorted(need.items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
