@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="JAX's persistent compilation cache: a second run reuses the compiled programs "
         "(default: $NTK_LIMITS_COMPILE_CACHE or ~/.cache/ntk-limits/xla; 'none' disables it)",
     )
+    several = run.add_argument_group(
+        "several processes or hosts",
+        "run one study with N processes (on one machine or several, sharing WORKDIR) "
+        "through JAX's distributed runtime: each takes a disjoint share of the runs, and "
+        "process 0 writes the summary once all are done",
+    )
+    several.add_argument(
+        "--distributed",
+        action="store_true",
+        help="jax.distributed.initialize() with the cluster's own settings (SLURM, MPI, ...)",
+    )
+    several.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    several.add_argument("--num-processes", metavar="N", help="how many processes")
+    several.add_argument("--process-id", metavar="I", help="this process, 0 … N−1")
     run.set_defaults(handler=_cmd_run)
 
     report = sub.add_parser(
@@ -198,27 +212,73 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
     return configs
 
 
+def _distributed_settings(args: argparse.Namespace) -> dict | None:
+    """``jax.distributed.initialize`` keywords from the flags (None: one process)."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if not args.distributed and all(v is None for v in given):
+        return None
+    if any(v is None for v in given):
+        if args.distributed and all(v is None for v in given):
+            return {}
+        raise ValueError(
+            "--coordinator, --num-processes and --process-id go together; allowed: all "
+            "three, or --distributed alone (the cluster's own settings)"
+        )
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--coordinator {args.coordinator!r}; allowed: HOST:PORT")
+    if not args.num_processes.isdigit() or int(args.num_processes) < 1:
+        raise ValueError(f"--num-processes {args.num_processes!r}; allowed: an integer >= 1")
+    count = int(args.num_processes)
+    if not args.process_id.isdigit() or int(args.process_id) >= count:
+        raise ValueError(f"--process-id {args.process_id!r}; allowed: 0 … {count - 1}")
+    return {
+        "coordinator_address": args.coordinator,
+        "num_processes": count,
+        "process_id": int(args.process_id),
+    }
+
+
+def _join(settings: dict):
+    """Joins JAX's distributed runtime; the runner's :class:`Share` of this process."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    from ntk_limits_experiments import runner
+
+    jax.distributed.initialize(**settings)
+    barrier = multihost_utils.sync_global_devices
+    return runner.Share(jax.process_index(), jax.process_count(), barrier)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ntk_limits_experiments import runner
 
     try:
         studies = _resolve_studies(args.study)
         cache = _compile_cache_dir(args.compile_cache)
+        settings = _distributed_settings(args)
         configs = _prepare(studies, args)
     except ValueError as e:
         raise UsageError(str(e)) from e
     _enable_compile_cache(cache)
+    share = None if settings is None else _join(settings)
     if args.study == "all":
         _print_skipped()
     status = 0
     for study, config in zip(studies, configs, strict=True):
         try:
             records = runner.run_study(
-                study, config, args.workdir, profile=args.profile, retry_failed=args.retry_failed
+                study,
+                config,
+                args.workdir,
+                profile=args.profile,
+                retry_failed=args.retry_failed,
+                share=share,
             )
         except Exception as e:
-            if runner.is_data_unavailable(e) or len(studies) == 1:
-                raise
+            if runner.is_data_unavailable(e) or len(studies) == 1 or share is not None:
+                raise  # with several processes, going on would leave the others waiting
             import traceback
 
             traceback.print_exc()
@@ -229,6 +289,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         counted = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         where = os.path.join(args.workdir, study.name)
         print(f"[{study.name}] {len(records)} runs: {counted}; results in {where}", file=sys.stderr)
+    if share is not None and share.index:
+        return status
     print(
         f"next: ntk-limits report --workdir {args.workdir}  (writes "
         f"{os.path.join(args.workdir, 'REPORT.md')})",

@@ -19,9 +19,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from ntk_limits_experiments import config as cfg
 from ntk_limits_experiments import memory, store, timing
@@ -30,12 +30,29 @@ from ntk_limits_experiments.progress import Display, describe_runs
 from ntk_limits_experiments.study import Diverged, Spec, Study, Summary
 
 __all__ = [
+    "Share",
     "check_memory",
     "check_workdir",
     "is_data_unavailable",
     "prepare_config",
     "run_study",
 ]
+
+
+class Share(NamedTuple):
+    """This process's share of a study's runs when several processes run it together.
+
+    Attributes:
+      index: this process (0 … count − 1); process 0 prepares the study's folder and
+        writes the tables and summary once every process is done.
+      count: how many processes.
+      barrier: ``name -> None``, returns once every process has called it with ``name``
+        (e.g. ``jax.experimental.multihost_utils.sync_global_devices``).
+    """
+
+    index: int
+    count: int
+    barrier: Callable[[str], None]
 
 
 def prepare_config(
@@ -228,6 +245,7 @@ def run_study(
     profile: str | None = None,
     retry_failed: bool = False,
     out: TextIO | None = None,
+    share: Share | None = None,
 ) -> list[dict[str, Any]]:
     """Executes every not-yet-finished run of a study, then stores tables and summary.
 
@@ -243,6 +261,10 @@ def run_study(
       retry_failed: execute runs stored as ``failed`` again.
       out: where progress goes (default ``sys.stderr``); tqdm bars if it is a
         terminal, else one line per finished run.
+      share: run together with other processes on one (shared) workdir: this process
+        executes the unfinished runs ``i`` with ``i % count == index`` (in the order of
+        ``expand``); after a barrier every process reads all runs back, and process 0
+        alone writes the tables and summary. The stored numbers are those of one process.
 
     Returns:
       The run records, in the order of ``study.expand(config)``.
@@ -259,25 +281,41 @@ def run_study(
         raise ValueError(f"{study.name}: expand() returned duplicate specs")
     check_memory(study, specs)
     outdir = store.study_dir(workdir, study.name)
-    (outdir / "runs").mkdir(parents=True, exist_ok=True)
-    for folder in (outdir, outdir / "runs"):
-        store.clean_stale_temp_files(folder)
-    store.write_json_atomic(
-        outdir / "config.json",
-        {"study": study.name, "profile": profile, "config": cfg.to_dict(config)},
-    )
+    lead = share is None or share.index == 0
+    if lead:
+        (outdir / "runs").mkdir(parents=True, exist_ok=True)
+        for folder in (outdir, outdir / "runs"):
+            store.clean_stale_temp_files(folder)
+        store.write_json_atomic(
+            outdir / "config.json",
+            {"study": study.name, "profile": profile, "config": cfg.to_dict(config)},
+        )
     damaged = lambda message: print(f"[{study.name}] {message}", file=out)
-    records = [store.read_run(workdir, study.name, k, on_damaged=damaged) for k in keys]
+    read = lambda: [store.read_run(workdir, study.name, k, on_damaged=damaged) for k in keys]
+    records = read() if lead else None  # the lead alone sets damaged files aside
+    if share is not None:  # the folder is ready before anyone writes into it
+        share.barrier(f"{study.name}:start")
+        records = records or read()
     todo = [
         i for i, r in enumerate(records) if r is None or (retry_failed and r["status"] == "failed")
     ]
+    if share is not None:
+        todo = [i for i in todo if i % share.count == share.index]
+    mine = range(len(specs)) if share is None else range(share.index, len(specs), share.count)
     display = Display(
-        study.name, [store.to_jsonable(s) for s in specs], len(specs) - len(todo), out
+        study.name, [store.to_jsonable(specs[i]) for i in mine], len(mine) - len(todo), out
     )
     try:
         _execute_all(study, specs, keys, records, todo, workdir, display, damaged)
     finally:
         display.close()
+    if share is not None:
+        share.barrier(f"{study.name}:done")
+        records = read()
+        if any(r is None for r in records):
+            raise RuntimeError(f"{study.name}: a process passed its barrier with runs missing")
+        if not lead:
+            return records
     store.write_tables(workdir, study.name, records)
     summary = study.summarize(config, records, outdir)
     store.write_json_atomic(

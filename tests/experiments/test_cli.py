@@ -3,6 +3,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,18 @@ BAD_INPUTS = {
         "toy: widths must be a list of integers, each >= 1",
     ),
     "missing argument": (["run"], "required: STUDY"),
+    "a lone distributed flag": (
+        ["run", "toy", "--num-processes", "2"],
+        "--coordinator, --num-processes and --process-id go together",
+    ),
+    "process id out of range": (
+        ["run", "toy", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+        "--process-id '2'; allowed: 0 … 1",
+    ),
+    "bad coordinator": (
+        ["run", "toy", "--coordinator", "h", "--num-processes", "2", "--process-id", "0"],
+        "--coordinator 'h'; allowed: HOST:PORT",
+    ),
 }
 
 
@@ -308,3 +321,31 @@ def test_a_real_study_killed_at_several_points_resumes_to_identical_results(tmp_
         check_exact=True,
     )
     assert [p for p in workdir.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_two_processes_through_jax_distributed_share_the_runs_and_agree_with_one(tmp_path):
+    with socket.socket() as s:  # a free port for the coordinator
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    args = ["run", "toy", "--profile", "smoke", "--workdir", tmp_path / "two"]
+    where = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id"]
+    procs = [_popen(*args, *where, i) for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    executed = [
+        [line.split("]", 1)[1] for line in err.splitlines() if re.match(r"^\[toy \d/3\] ", line)]
+        for _, err in outs
+    ]
+    # A disjoint share each (runs 0, 2, 4 and 1, 3, 5 of the six), all of them together.
+    assert [len(e) for e in executed] == [3, 3] and not set(executed[0]) & set(executed[1])
+    assert ("next: ntk-limits report" in outs[0][1], "next:" in outs[1][1]) == (True, False)
+    one = cli("run", "toy", "--profile", "smoke", "--workdir", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    drop = ["wall_time_s", "compile_time_s", "finished_at"]
+    a, b = (store.load_runs(tmp_path / d, "toy").drop(columns=drop) for d in ("two", "one"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    verdicts = [
+        json.loads((tmp_path / d / "toy" / "summary.json").read_text())["verdicts"]
+        for d in ("two", "one")
+    ]
+    assert verdicts[0] == verdicts[1]
