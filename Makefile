@@ -134,6 +134,8 @@ bench-deps: $(BENCH_STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.run --out $(WORKDIR)/bench.json
 
+# On a GPU host, .venv must hold a CUDA jax: build it with `make env-over` over the host's
+# own packages (the pinned .venv of `make env` is CPU-only).
 bench-gpu: $(STAMP)
 	JAX_PLATFORMS= $(PY) -m benchmarks.run --gpu --out $(WORKDIR)/bench-gpu.json
 

@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if args.gpu and not backend.startswith("gpu"):
-        print(f"bench-gpu: JAX sees no GPU (backend: {backend}); nothing was run.", file=sys.stderr)
+        print(
+            f"bench-gpu: JAX sees no GPU (backend: {backend}); nothing was run. On a GPU "
+            "host, build .venv over its CUDA jax with `make clean env-over` (see README).",
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
