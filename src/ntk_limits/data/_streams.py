@@ -222,6 +222,11 @@ STREAMS = {
     "split_cifar100": ("cifar100", split_stream, {"classes_per_task": 5}),
     "split_tiny_imagenet": ("tiny_imagenet", split_stream, {"classes_per_task": 10}),
 }
+STREAMS |= {  # the paper's streams on stand-ins of their data sets (data._standin)
+    f"{name}_standin": (f"{dataset}_standin", builder, options)
+    for name, (dataset, builder, options) in tuple(STREAMS.items())
+    if dataset in ("mnist", "cifar10", "cifar100", "tiny_imagenet")
+}
 
 
 def make_stream(
