@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--retry-failed", action="store_true", help="execute failed runs again")
     run.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="run paper data sets that are not in --data-dir on packaged stand-ins at the "
+        "paper's sizes (for timing; the report marks them)",
+    )
+    run.add_argument(
         "--compile-cache",
         metavar="DIR",
         default=None,
@@ -206,10 +212,29 @@ def _prepare(studies: list, args: argparse.Namespace) -> list:
                 raise UsageError(
                     f"unknown key {key!r} (in no study); allowed: {', '.join(sorted(known))}"
                 )
+    if args.stand_in:
+        configs = [_stand_in(s, c) for s, c in zip(studies, configs, strict=True)]
+    for study, config in zip(studies, configs, strict=True):
+        try:
+            runner.check_data(config)
+        except Exception as e:
+            raise type(e)(f"{study.name}: {e}") from e
     for study, config in zip(studies, configs, strict=True):
         runner.check_memory(study, list(study.expand(config)))
     runner.check_workdir(args.workdir)
     return configs
+
+
+def _stand_in(study, config):
+    from ntk_limits_experiments import runner
+
+    try:
+        config, notes = runner.use_stand_ins(config)
+    except ValueError as e:
+        raise ValueError(f"{study.name}: --stand-in: {e}") from e
+    for note in notes:
+        print(f"[{study.name}] stand-in data (timing only): {note}", file=sys.stderr)
+    return config
 
 
 def _distributed_settings(args: argparse.Namespace) -> dict | None:

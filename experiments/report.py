@@ -56,6 +56,7 @@ def collect_verdicts(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
     for name, summary in summaries.items():
         for v in summary.get("verdicts", []):
             row = {**v, "profile": summary.get("profile"), "study": name}
+            row["data"] = _data_line(summary)
             row["statement"] = CLAIMS.get(v["claim"], v.get("statement", ""))
             decided.setdefault(v["claim"], []).append(row)
     rows = []
@@ -73,10 +74,17 @@ def collect_verdicts(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any
                     "robustness": None,
                     "profile": None,
                     "study": study,
+                    "data": None,
                 }
             ]
         )
     return rows
+
+
+def _data_line(summary: dict[str, Any]) -> str:
+    """``"real"``, or which packaged stand-ins the study ran on (timing only)."""
+    standins = summary.get("stand_ins") or []
+    return f"stand-in ({', '.join(standins)})" if standins else "real"
 
 
 def _num(x: Any) -> str:
@@ -104,7 +112,10 @@ def _verdict_table(verdicts: list[dict[str, Any]]) -> str:
             v["statement"],
             f"**{v['verdict']}**",
             _robustness_line(v.get("robustness")),
-            f"{v['study']} ({v['profile']})" if v.get("profile") else str(v.get("study")),
+            f"{v['study']} ({v['profile']}"
+            + (", **stand-in data**)" if str(v.get("data")).startswith("stand-in") else ")")
+            if v.get("profile")
+            else str(v.get("study")),
         )
         for v in verdicts
     ]
@@ -135,7 +146,7 @@ def _rests_on(summary: dict[str, Any] | None) -> str:
     return (
         f"profile `{summary.get('profile')}`, {summary.get('n_runs', 0)} runs ({counts}), "
         f"default dtype {', '.join(dtypes)} (float64 where the study says so), "
-        f"device {', '.join(devices) or '?'}"
+        f"device {', '.join(devices) or '?'}, data {_data_line(summary)}"
     )
 
 
@@ -196,6 +207,13 @@ def _study_section(name: str, summary: dict[str, Any] | None) -> str:
         f"{summary.get('wall_time_s', 0):.1f} s of run time{_compiling(summary)}.\n",
         summary.get("text", "").strip() + "\n",
     ]
+    if summary.get("stand_ins"):
+        parts.insert(1, (
+            f"**Stand-in data:** this study ran on {', '.join(summary['stand_ins'])}: "
+            "packaged data at the paper sets' sizes (`ntk-limits run --stand-in`). Its "
+            "numbers measure cost and exercise the code; its verdicts say nothing about "
+            "the paper's claims.\n"
+        ))  # fmt: skip
     for title, table in summary.get("tables", {}).items():
         parts.append(f"### {title}\n\n{table.strip()}\n")
     parts += [f"![{Path(f).stem}]({f})\n" for f in summary.get("figures", [])]
@@ -281,6 +299,7 @@ def write_report(workdir: str | os.PathLike) -> tuple[Path, Path]:
     report = store.write_text_atomic(
         workdir / "REPORT.md", render_report(summaries, verdicts, bench)
     )
-    fields = ("claim", "statement", "verdict", "rule", "evidence", "robustness", "profile", "study")
+    fields = ("claim", "statement", "verdict", "rule", "evidence", "robustness", "profile", "study",
+              "data")  # fmt: skip
     rows = [{k: v.get(k) for k in fields} for v in verdicts]
     return report, store.write_json_atomic(workdir / "verdicts.json", rows)

@@ -31,11 +31,14 @@ from ntk_limits_experiments.study import Diverged, Spec, Study, Summary
 
 __all__ = [
     "Share",
+    "check_data",
     "check_memory",
     "check_workdir",
     "is_data_unavailable",
     "prepare_config",
     "run_study",
+    "stand_ins",
+    "use_stand_ins",
 ]
 
 
@@ -150,6 +153,90 @@ def check_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
+def _data_names(config: Config) -> list[tuple[str, str]]:
+    """``(field, data set)`` for every data set a config names, directly or by a stream."""
+    from ntk_limits import data
+
+    out = []
+
+    def walk(field: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(field, v)
+        elif isinstance(value, str):
+            if value in data.STREAMS:
+                out.append((field, data.STREAMS[value][0]))
+            elif value in data.SPECS:
+                out.append((field, value))
+
+    walk("", cfg.to_dict(config))
+    return list(dict.fromkeys(out))
+
+
+def check_data(config: Config) -> None:
+    """Raises ``DataUnavailableError`` (one line) for a data set the config needs and lacks.
+
+    Looks for files only (reads nothing), in the config's ``data_dir``; writes nothing.
+    """
+    from ntk_limits import data
+
+    data_dir = getattr(config, "data_dir", None)
+    infos = {i.name: i for i in data.catalogue(data_dir)}
+    for field, name in _data_names(config):
+        if not infos[name].available:
+            where = f"under {data_dir!r}" if data_dir else "(no data folder given)"
+            raise data.DataUnavailableError(
+                f"{field}: {name} is not here {where}; allowed: the data set fetched "
+                f"(`{infos[name].fetch_command}` when online), or --stand-in for its "
+                f"packaged stand-in at the same size (timing only)"
+            )
+
+
+def use_stand_ins(config: Config) -> tuple[Config, list[str]]:
+    """The config with each absent paper data set replaced by its stand-in.
+
+    A field naming a paper set (or a stream or bandit built on one) that is not in the
+    config's ``data_dir`` names ``<name>_standin`` instead (:mod:`ntk_limits.data`'s
+    stand-ins: the paper set's sizes from packaged data, for timing only). Sets that are
+    here are kept.
+
+    Returns:
+      The new config (validated) and one ``field: old -> new`` line per replacement.
+    """
+    from ntk_limits import data
+
+    infos = {i.name: i for i in data.catalogue(getattr(config, "data_dir", None))}
+    known = set(data.SPECS) | set(data.STREAMS)
+    absent = {name for _, name in _data_names(config) if not infos[name].available}
+    changes, notes = {}, []
+
+    def swap(field: str, value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(swap(field, v) for v in value)
+        if not isinstance(value, str) or f"{value}_standin" not in known:
+            return value
+        dataset = data.STREAMS[value][0] if value in data.STREAMS else value
+        if dataset not in absent:
+            return value
+        notes.append(f"{field}: {value} -> {value}_standin")
+        return f"{value}_standin"
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        new = swap(f.name, value)
+        if new != value:
+            changes[f.name] = new
+    return (dataclasses.replace(config, **changes) if changes else config), notes
+
+
+def stand_ins(config: Config) -> list[str]:
+    """The stand-in data sets a config names (empty: real data throughout)."""
+    return sorted({name for _, name in _data_names(config) if name.endswith("_standin")})
+
+
 def check_memory(study: Study, specs: Sequence[Spec]) -> None:
     """Refuses (``ValueError``, one line) runs that need more memory than is available.
 
@@ -212,7 +299,7 @@ def _environments(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _summary_json(study, config, profile, records, summary: Summary, workdir) -> dict:
     outdir = store.study_dir(workdir, study.name)
     verdicts = [v._asdict() if hasattr(v, "_asdict") else dict(v) for v in summary.verdicts]
-    config = cfg.to_dict(config)
+    standins, config = stand_ins(config), cfg.to_dict(config)
     failures = [
         {k: r[k] for k in ("key", "status", "message", "spec")}
         for r in records
@@ -233,6 +320,7 @@ def _summary_json(study, config, profile, records, summary: Summary, workdir) ->
         "wall_time_s": round(sum(r["wall_time_s"] for r in records), 3),
         "compile_time_s": round(sum(r.get("compile_time_s") or 0.0 for r in records), 3),
         "environments": _environments(records),
+        "stand_ins": standins,
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 

@@ -61,9 +61,15 @@ def load_stream(
 
 @functools.cache
 def stream_heads(stream: Stream, data_dir: str | None) -> tuple[int, int]:
-    """``(head_size, out_dim)`` of ``stream`` (loads it once per process)."""
-    _, head, out_dim = load_stream(stream, flatten=False, data_dir=data_dir)
-    return head, out_dim
+    """``(head_size, out_dim)`` of ``stream``, as :func:`load_stream` gives them.
+
+    Reads no data (:func:`ntk_limits.data.stream_heads`), so expanding a config is cheap
+    even for the paper's streams. ``data_dir`` is unused (kept for the call sites).
+    """
+    del data_dir
+    options = {"task_incremental": False} if stream.split and stream.class_incremental else {}
+    num_tasks, head = data.stream_heads(stream.benchmark, **options)
+    return head, head * num_tasks if stream.multi_head else head
 
 
 def both_parameterizations(network: models.Network) -> dict[str, models.Architecture]:

@@ -57,7 +57,7 @@ from ntk_limits_experiments.config import Config, field, profiles
 
 __all__ = ["PROFILES", "KernelsConfig"]
 
-Dataset = Literal["mnist5k", "digits", "mnist", "cifar10"]
+Dataset = Literal["mnist5k", "digits", "mnist", "cifar10", "mnist_standin", "cifar10_standin"]
 Parameterization = Literal["ntk", "standard"]
 
 

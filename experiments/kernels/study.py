@@ -173,7 +173,7 @@ def kernel_metrics(k_emp: np.ndarray, k_inf: np.ndarray) -> dict:
 
 # Input shape (H, W, C) of each image set, before pooling (for the memory bound).
 _IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
-                 "cifar10": (32, 32, 3)}  # fmt: skip
+                 "mnist_standin": (28, 28, 1), "cifar10": (32, 32, 3)}  # fmt: skip
 _OVERHEAD = 512 * 2**20  # XLA compilation and buffers independent of the sizes
 
 

@@ -93,10 +93,11 @@ __all__ = [
     "checkpoints",
 ]
 
-Dataset = Literal["mnist5k", "digits", "mnist", "cifar10"]
+Dataset = Literal["mnist5k", "digits", "mnist", "cifar10", "mnist_standin", "cifar10_standin"]
 Parameterization = Literal["ntk", "standard"]
 # Classes of each data set a run may use: the networks' output size, fixed by the spec.
-NUM_CLASSES = {"mnist5k": 10, "digits": 10, "mnist": 10, "cifar10": 10}
+NUM_CLASSES = {"mnist5k": 10, "digits": 10, "mnist": 10, "cifar10": 10,
+               "mnist_standin": 10, "cifar10_standin": 10}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -143,3 +143,20 @@ def test_pool_images_matches_a_loop_over_windows():
             data.pool_images(x, bad)
     with pytest.raises(ValueError, match=r"\(n, H, W, C\)"):
         data.pool_images(x[0], 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("rotated_mnist5k", {}), ("permuted_mnist5k", {}), ("rotated_digits", {"angles": (0, 9)}),
+     ("split_mnist5k", {}), ("split_digits", {"task_incremental": False})],
+)  # fmt: skip
+def test_stream_heads_match_the_built_stream(name, options):
+    tasks = data.make_stream(name, n_train=100, n_test=50, **options)
+    assert data.stream_heads(name, **options) == (len(tasks), tasks[0].num_classes)
+
+
+def test_stream_heads_of_the_paper_streams_read_no_data():
+    # The paper sets are absent here: these come from the builders and class counts alone.
+    assert data.stream_heads("split_cifar100") == (20, 5)
+    assert data.stream_heads("split_tiny_imagenet", task_incremental=False) == (20, 200)
+    assert data.stream_heads("rotated_mnist", angles=(0, 45)) == (2, 10)

@@ -349,3 +349,28 @@ def test_two_processes_through_jax_distributed_share_the_runs_and_agree_with_one
         for d in ("two", "one")
     ]
     assert verdicts[0] == verdicts[1]
+
+
+def test_a_missing_paper_set_is_refused_before_anything_is_written(tmp_path, capsys):
+    args = ["run", "kernels", "--profile", "smoke", "--set", "mlp_dataset=mnist"]
+    code = main([*args, "--data-dir", str(tmp_path / "none"), "--workdir", str(tmp_path / "w")])
+    _assert_one_line_error(code, capsys.readouterr().err, "kernels: mlp_dataset: mnist is not here")
+    assert not (tmp_path / "w").exists()
+
+
+def test_stand_ins_run_at_the_paper_sets_size_and_the_report_marks_them(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    args = ["run", "kernels", "--profile", "smoke", "--set", "mlp_dataset=mnist", "--stand-in"]
+    args += ["--set", "cnn_widths=4", "--data-dir", str(tmp_path / "none")]
+    assert main([*args, "--workdir", str(workdir)]) == 0
+    err = capsys.readouterr().err
+    assert "[kernels] stand-in data (timing only): mlp_dataset: mnist -> mnist_standin" in err
+    runs = store.load_runs(workdir, "kernels")
+    mlp = runs[runs["spec.network.kind"] == "mlp"]
+    assert set(mlp["spec.inputs.dataset"]) == {"mnist_standin"}
+    assert mlp["metrics.data"].str.startswith("stand-in for MNIST").all()
+    assert main(["report", "--workdir", str(workdir)]) == 0
+    report = (workdir / "REPORT.md").read_text()
+    assert "**Stand-in data:** this study ran on mnist_standin" in report
+    c5 = next(v for v in json.loads((workdir / "verdicts.json").read_text()) if v["claim"] == "C5")
+    assert c5["data"] == "stand-in (mnist_standin)"

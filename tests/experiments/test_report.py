@@ -29,6 +29,7 @@ def test_report_without_results_lists_every_claim_as_not_run(tmp_path):
         "robustness",
         "profile",
         "study",
+        "data",
     }
     md = md_path.read_text()
     assert "## Benchmarks" in md and "| ntk | 1.23 | s | 2 | 0.617 | < 1 | True |" in md

@@ -31,7 +31,7 @@ from ntk_limits.data._bandit_env import (
 )
 from ntk_limits.data._catalogue import DatasetInfo, catalogue, format_catalogue
 from ntk_limits.data._dataset import Dataset, DataUnavailableError, subset
-from ntk_limits.data._load import SPECS, fetch, load
+from ntk_limits.data._load import NUM_CLASSES, SPECS, fetch, load
 from ntk_limits.data._streams import (
     STREAMS,
     Task,
@@ -41,6 +41,7 @@ from ntk_limits.data._streams import (
     rotate_images,
     rotated_stream,
     split_stream,
+    stream_heads,
 )
 
 DATASETS = tuple(SPECS)
@@ -48,6 +49,7 @@ DATASETS = tuple(SPECS)
 __all__ = [
     "BANDITS",
     "DATASETS",
+    "NUM_CLASSES",
     "STREAMS",
     "BanditEnv",
     "DataUnavailableError",
@@ -68,5 +70,6 @@ __all__ = [
     "rotate_images",
     "rotated_stream",
     "split_stream",
+    "stream_heads",
     "subset",
 ]

