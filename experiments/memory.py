@@ -10,11 +10,13 @@ physical memory), or ``NTK_LIMITS_MEMORY`` (bytes, e.g. ``8e9``) when set.
 """
 
 import dataclasses
+import functools
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["available_bytes", "check", "format_bytes", "largest_width"]
+__all__ = ["available_bytes", "check", "format_bytes", "largest_width", "network_sizes"]
 
 ENV = "NTK_LIMITS_MEMORY"
 
@@ -48,6 +50,41 @@ def format_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.3g} PiB"  # pragma: no cover - unreachable
+
+
+@functools.lru_cache(maxsize=256)
+def network_sizes(network: Any, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(parameters, floats per example)`` of ``models.build(network)`` on one input.
+
+    The floats per example are every intermediate its forward pass writes on one input of
+    ``input_shape`` (the outputs of all equations of its jaxpr, nested ones included): an
+    over-count of the activations (bias adds, scalings and nonlinearities each count), the
+    same for every kind of network, whose coefficient each study calibrates. Traced
+    abstractly: nothing is computed or allocated.
+    """
+    import jax
+
+    from ntk_limits import models
+
+    arch = models.build(network)
+    shape = (1, *input_shape)
+    params = jax.eval_shape(lambda k: arch.init_fn(k, shape)[1], jax.random.key(0))
+    x = jax.ShapeDtypeStruct(shape, "float32")
+    jaxpr = jax.make_jaxpr(arch.apply_fn)(params, x).jaxpr
+    return models.num_params(params), _written(jaxpr)
+
+
+def _written(jaxpr) -> int:
+    """Floats written by the equations of ``jaxpr`` and of the jaxprs nested in them."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += sum(math.prod(getattr(v.aval, "shape", ())) for v in eqn.outvars)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, list | tuple) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(sub, "eqns"):
+                    total += _written(sub)
+    return total
 
 
 def largest_width(spec: Any, bound: Callable[[Any], int], budget: int) -> int | None:

@@ -10,6 +10,7 @@ argument, so consecutive specs reuse the compilation.
 import contextlib
 import dataclasses
 import functools
+import math
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits import bandits, data, models
-from ntk_limits_experiments import common
+from ntk_limits_experiments import common, memory
 from ntk_limits_experiments.bandits import analysis, plots, verdict
 from ntk_limits_experiments.bandits.config import (
     BASELINES,
@@ -32,7 +33,7 @@ from ntk_limits_experiments.bandits.config import (
 )
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
-__all__ = ["STUDY", "curve_index", "execute", "expand", "summarize"]
+__all__ = ["STUDY", "curve_index", "execute", "expand", "memory_bytes", "summarize"]
 
 
 def _run(config: BanditsConfig, dataset: str, agent: Agent, network=None) -> Run:
@@ -222,6 +223,85 @@ def _execute_in(run: Run, progress, dtype) -> dict:
     return {**out, "curve_rounds": (index + 1).tolist()}
 
 
+@functools.cache
+def _arms_and_features(dataset: str, data_dir: str | None) -> tuple[int, int]:
+    """``(K, d)``: classes and features of ``dataset`` (loaded once per process)."""
+    ds = data.load(dataset, split="all", data_dir=data_dir)
+    return ds.num_classes, math.prod(ds.x.shape[1:])
+
+
+_OVERHEAD = 480 * 2**20  # XLA compiling an agent's program, and the runtime
+_RANDOM_OVERHEAD = 160 * 2**20  # the random agent's program is a few operations
+
+
+def memory_bytes(run: Run) -> int:
+    """An upper bound on the memory one run adds to the process, from the spec alone.
+
+    ``T`` rounds of ``K`` arms whose contexts have ``D = K d`` numbers (``d`` features of
+    the data set), ``s`` bytes a number (4, or 8 with ``x64``). The seeds run one after
+    another through one program, so one seed's memory counts. Every run holds the
+    contexts ``(T, K, D)`` three times (float32 as built, in ``s`` bytes on the host and
+    on the device: ``4 + 2s`` bytes an entry). The agents with a function-space posterior
+    (LinUCB, the NTK-GP, NeuralUCB/TS with the full posterior, greedy included; not the
+    diagonal one) hold ``(T, T)`` buffers: the inverse Cholesky factor, the Gram, its
+    Cholesky and triangular solve at each refresh, and the float64 ``eigh`` of evidence
+    re-tuning with its LAPACK workspace (``2T²`` float64); XLA's ``memory_analysis`` of
+    their programs gives ``2.9-4.8 s T² + 1.2-1.9 · 8 T²`` (``T = 3000``, both dtypes),
+    the bound takes ``(6s + 32) T²``. A neural agent also holds its buffer's NTK factors
+    ``(T, F)``, ``F = D + 2·Σ widths + 1`` (four copies), eight copies of its ``P``
+    parameters (current, initial, velocity, gradients of retraining) and, with the
+    diagonal posterior, three of the ``(K, P)`` per-arm gradients; a GP agent four copies
+    of the ``(T, D)`` buffer. Plus 480 MiB (160 MiB for the random agent). No cheaper
+    path: a run whose bound does not fit is refused.
+
+    Measured peak-RSS growth of :func:`execute` on this machine (a fresh process that has
+    expanded its config first, as the runner does), one seed, against the bound:
+
+    ===================================================  ========  =======  =====
+    run                                                  measured  bound    ratio
+    ===================================================  ========  =======  =====
+    smoke: random, iris, T=40                            0.11 GB   0.17 GB  1.6
+    smoke: NeuralUCB, iris, width 16, T=40               0.38 GB   0.50 GB  1.3
+    embedded: random, digits, T=300                      0.12 GB   0.19 GB  1.5
+    embedded: LinUCB, digits, T=300                      0.25 GB   0.53 GB  2.1
+    embedded: NTK-GP evidence, digits, T=300             0.25 GB   0.53 GB  2.2
+    embedded: NeuralUCB evidence, digits, width 100      0.39 GB   0.54 GB  1.4
+    embedded: NeuralUCB diagonal, wine, width 100        0.26 GB   0.51 GB  2.0
+    embedded: NeuralUCB evidence, wine, SP width 1024    0.39 GB   0.52 GB  1.3
+    NeuralUCB evidence, iris, width 100, T=1500, x64     0.56 GB   0.69 GB  1.2
+    NeuralUCB evidence, iris, width 100, T=3000, x64     1.00 GB   1.25 GB  1.2
+    NTK-GP evidence, iris, T=3000, x64                   0.93 GB   1.23 GB  1.3
+    random, digits, T=2000, x64                          0.32 GB   0.42 GB  1.3
+    NeuralUCB, digits, width 1024, T=2000, x64           0.83 GB   1.29 GB  1.6
+    NeuralUCB diagonal, digits, width 1024, T=2000, x64  0.60 GB   1.13 GB  1.9
+    ===================================================  ========  =======  =====
+
+    At paper size (digits, width 4096, ``T = 10000``, float64; not run here) XLA's buffers
+    alone are 6.3 GB for NeuralUCB and 6.2 GB for the NTK-GP against bounds of 12.8 and
+    10.0 GB.
+
+    Tested above the measured peak and within 3× of it
+    (``tests/experiments/test_memory_continual_bandits.py``).
+    """
+    s = 8 if run.x64 else 4
+    t = run.rounds
+    k, d = _arms_and_features(run.dataset, run.data_dir)
+    contexts = t * k * (k * d) * (4 + 2 * s)
+    family = run.agent.family
+    if family == "random":
+        return int(_RANDOM_OVERHEAD + contexts)
+    gram = (6 * s + 32) * t * t
+    if family in ("linucb", "ntkgp"):
+        return int(_OVERHEAD + contexts + gram + 4 * t * k * d * s)
+    network = run.network
+    p, _ = memory.network_sizes(network, (k * d,))
+    features = k * d + 2 * network.depth * network.hidden_width + network.out_dim
+    total = _OVERHEAD + contexts + 4 * t * features * s + 8 * p * s
+    if run.agent.posterior == "diag":
+        return int(total + 3 * k * p * s)
+    return int(total + gram)
+
+
 def summarize(config: BanditsConfig, records: list[dict], outdir) -> Summary:
     """Figures (regret curves, width sweep, exploration bonus), tables and the C3 verdict."""
     outdir = Path(outdir)
@@ -260,4 +340,5 @@ STUDY = Study(
     expand=expand,
     execute=execute,
     summarize=summarize,
+    memory=memory_bytes,
 )

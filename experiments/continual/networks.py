@@ -27,6 +27,7 @@ from ntk_limits_experiments.continual.config import NEVER, NetworkRun, Stream
 
 __all__ = [
     "Members",
+    "StreamSizes",
     "both_parameterizations",
     "init_members",
     "load_stream",
@@ -36,6 +37,7 @@ __all__ = [
     "sequential_program",
     "stream_heads",
     "stream_kernel",
+    "stream_sizes",
 ]
 
 
@@ -59,7 +61,25 @@ def load_stream(
     return arrays, head, head * len(tasks) if stream.multi_head else head
 
 
+class StreamSizes(NamedTuple):
+    """The shapes of a stream: ``tasks`` × ``train`` (and ``test``) inputs of ``input_shape``."""
+
+    tasks: int
+    train: int
+    test: int
+    input_shape: tuple[int, ...]
+    head_size: int
+    out_dim: int
+
+
 @functools.cache
+def stream_sizes(stream: Stream, data_dir: str | None) -> StreamSizes:
+    """The sizes of ``stream`` (loads it once per process, keeps only the sizes)."""
+    arrays, head, out_dim = load_stream(stream, flatten=False, data_dir=data_dir)
+    t, n, *shape = arrays.x_train.shape
+    return StreamSizes(t, n, arrays.x_test.shape[1], tuple(shape), head, out_dim)
+
+
 def stream_heads(stream: Stream, data_dir: str | None) -> tuple[int, int]:
     """``(head_size, out_dim)`` of ``stream``, as :func:`load_stream` gives them.
 

@@ -6,12 +6,14 @@ plus one infinite-width kernel run per benchmark. See ``config.py`` for the comm
 """
 
 import functools
+import math
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from ntk_limits import continual, models
+from ntk_limits_experiments import memory
 from ntk_limits_experiments.continual import analysis, networks, plots
 from ntk_limits_experiments.continual.config import (
     PROFILES,
@@ -22,7 +24,7 @@ from ntk_limits_experiments.continual.config import (
 )
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
-__all__ = ["STUDY", "execute", "expand", "summarize"]
+__all__ = ["STUDY", "execute", "expand", "memory_bytes", "summarize"]
 
 
 def _stream(config: ContinualConfig, benchmark: str) -> Stream:
@@ -198,6 +200,85 @@ def _execute_infinite(spec: KernelRun, progress) -> dict:
             "float32_accuracy_change": change.tolist()}  # fmt: skip
 
 
+_OVERHEAD = 384 * 2**20  # XLA compiling a network run's two programs, and the runtime
+_KERNEL_OVERHEAD = 192 * 2**20  # XLA compiling a kernel run's tile and regressions
+
+
+def memory_bytes(spec: NetworkRun | KernelRun) -> int:
+    """An upper bound on the memory one run adds to the process, from the spec alone.
+
+    ``T`` tasks of ``n`` training and ``m`` test inputs of ``d`` numbers (the stream's
+    sizes: loaded once per process, as :func:`expand` already does), float32. A network
+    run holds ``M`` members (parametrisations × seeds) of ``P`` parameters, vmapped; ``H``
+    is the floats its forward pass writes per example
+    (:func:`ntk_limits_experiments.memory.network_sizes`; about ``9·Σ widths`` for these
+    MLPs). Its programs' buffers (XLA's ``memory_analysis``, rotated MNIST, depth 2,
+    widths 64-2048) hold about ``1.75 P`` per member in parameter-sized buffers beyond the
+    parameters themselves, ``0.09 H`` per member and evaluated example (the test sets of
+    every task and the task's training set, after each task) and, for the kernel-drift
+    probe of ``p`` inputs (both parametrisations' empirical NTKs), ``4.3 H`` per member and
+    probe input; a linearised network (primal and tangent) ``0.45 H`` per example and
+    ``2.7 P``. The bound is ``4M (5P + 0.15 (Tm + n) H + 5 p H)`` (linearised:
+    ``4M (6P + 0.6 (Tm + n) H)``), three copies of the stream and 384 MiB. WideResNets
+    (paper profile only) get the same coefficients, unmeasured. No cheaper path: running
+    the members in smaller batches would change the vmapped training loop's rounding, so
+    a run whose bound does not fit is refused.
+
+    A kernel run holds the infinite-width kernel between all ``N = T(n + m)`` inputs and
+    the ``Tn`` training inputs (``n`` capped at ``max_train``) as float32, then in float64
+    inside both regressions (measured: 29 bytes per entry for the float64 solve, 542 MiB
+    at 7500 × 2500), and one ``block × block`` tile of it at a time (the inputs are padded
+    to whole tiles); the bound is 40 bytes per entry, 2.5 float32 tiles (a convolutional
+    network's tile holds ``depth + 4`` spatial covariances ``block² (HW)²`` in float64, as
+    in the kernels study), three copies of the stream and 192 MiB.
+
+    Measured peak-RSS growth of :func:`execute` on this machine (a fresh process that has
+    expanded its config first, as the runner does), against the bound; rotated MNIST-5k
+    has ``T = 5``, ``n = 500``, ``m = 1000``, ``d = 784`` (split: ``n = 100``, ``m = 200``),
+    the MLPs depth 2 (smoke: split digits, depth 1), ``M`` = 2 parametrisations × seeds:
+
+    ===============================================  ========  =======  =====
+    run                                              measured  bound    ratio
+    ===============================================  ========  =======  =====
+    smoke: finite, width 16, M=4                     0.29 GB   0.40 GB  1.4
+    smoke: kernel, 20 training inputs per task       0.28 GB   0.37 GB  1.3
+    embedded: finite, width 64, M=6                  0.39 GB   0.51 GB  1.3
+    embedded: finite, width 1024, M=6                0.86 GB   1.13 GB  1.3
+    embedded: finite, width 1024, M=6, split         0.64 GB   0.78 GB  1.2
+    embedded: kernel, 7500 × 2500 entries            0.81 GB   1.19 GB  1.5
+    embedded: kernel, 1500 × 500 entries, split      0.18 GB   0.41 GB  2.4
+    kernel, 10000 × 5000 entries (n = 1000)          1.89 GB   2.46 GB  1.3
+    finite, width 2048, M=8 (one setting)            1.97 GB   2.57 GB  1.3
+    linearised, width 1024, M=6 (one setting)        1.67 GB   2.20 GB  1.3
+    ===============================================  ========  =======  =====
+
+    Tested above the measured peak and within 3× of it
+    (``tests/experiments/test_memory_continual_bandits.py``).
+    """
+    sizes = networks.stream_sizes(spec.stream, spec.data_dir)
+    t, n, m = sizes.tasks, sizes.train, sizes.test
+    d = math.prod(sizes.input_shape)
+    data = 3 * 4 * t * (n + m) * d
+    network = spec.network
+    if isinstance(spec, KernelRun):
+        n = min(n, spec.max_train or n)
+        entries = t * (n + m) * t * n
+        tile = 2.5 * 4 * spec.block**2
+        if network.kind != "mlp":
+            pixels = math.prod(sizes.input_shape[:-1])
+            tile += 8 * spec.block**2 * pixels**2 * (network.depth + 4)
+        return int(_KERNEL_OVERHEAD + data + 40 * entries + tile)
+    shape = (d,) if network.kind == "mlp" else sizes.input_shape
+    p, h = memory.network_sizes(network, shape)
+    members = len(spec.parameterizations) * len(spec.seeds)
+    examples = t * m + n
+    if spec.kind == "linearized":
+        per_member = 6 * p + 0.6 * examples * h
+    else:
+        per_member = 5 * p + 0.15 * examples * h + 5 * spec.probe_size * h
+    return int(_OVERHEAD + data + 4 * members * per_member)
+
+
 def execute(spec: NetworkRun | KernelRun, progress) -> dict:
     """Runs one spec (see :func:`expand`); returns JSON-serialisable metrics."""
     if isinstance(spec, KernelRun):
@@ -227,4 +308,5 @@ STUDY = Study(
     expand=expand,
     execute=execute,
     summarize=summarize,
+    memory=memory_bytes,
 )
