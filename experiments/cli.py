@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--retry-failed", action="store_true", help="execute failed runs again")
     run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything (config, data, memory, workdir), list the runs, run nothing",
+    )
+    run.add_argument(
         "--stand-in",
         action="store_true",
         help="run paper data sets that are not in --data-dir on packaged stand-ins at the "
@@ -276,6 +281,19 @@ def _join(settings: dict):
     return runner.Share(jax.process_index(), jax.process_count(), barrier)
 
 
+def _dry_run(studies: list, configs: list, workdir: str) -> int:
+    """Lists each study's runs and how many are stored already; writes nothing."""
+    from ntk_limits_experiments import store
+
+    for study, config in zip(studies, configs, strict=True):
+        specs = study.expand(config)
+        keys = [store.run_key(study.name, store.to_jsonable(s)) for s in specs]
+        done = sum(store.run_path(workdir, study.name, k).exists() for k in keys)
+        print(f"[{study.name}] {len(specs)} runs, {done} stored, {len(specs) - done} to run "
+              f"(dry run: nothing run or written)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ntk_limits_experiments import runner
 
@@ -286,6 +304,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         configs = _prepare(studies, args)
     except ValueError as e:
         raise UsageError(str(e)) from e
+    if args.dry_run:
+        return _dry_run(studies, configs, args.workdir)
     _enable_compile_cache(cache)
     share = None if settings is None else _join(settings)
     if args.study == "all":

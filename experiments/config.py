@@ -28,6 +28,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_INT",
+    "MAX_WIDTH",
     "PROFILES",
     "Config",
     "apply_overrides",
@@ -38,6 +41,9 @@ __all__ = [
 ]
 
 PROFILES = ("smoke", "embedded", "paper")  # the one definition of the profile names
+MAX_INT = 2**62  # every int field: beyond it NumPy/XLA overflow (a C long) inside a run
+MAX_WIDTH = 2**20  # widths and width multipliers: 4x the paper's widest, far past memory
+MAX_DEPTH = 1000  # depths: building a deeper network to check its memory takes minutes
 
 _BOUNDS = ("ge", "gt", "le", "lt")
 _PLURAL = {int: "integers", float: "finite numbers", bool: "booleans", str: "strings"}
@@ -99,6 +105,10 @@ def _invalid(name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> ValueEr
             f"{name} is {shown!r}; allowed: {', '.join(map(str, typing.get_args(tp)))}"
         )
     what, bounds = _describe(tp), _bounds(meta)
+    values = value if isinstance(value, tuple) else (value,)
+    huge = [v for v in values if isinstance(v, int) and abs(v) > MAX_INT]
+    if huge and meta.get("le") is None:
+        bounds += (" and" if bounds else "") + " of magnitude <= 2**62"
     if bounds:
         what += ", each" + bounds if typing.get_origin(tp) is tuple else bounds
     return ValueError(f"{name} must be {what}, got {shown!r}; allowed: {what}")
@@ -119,7 +129,7 @@ def _scalar(value: Any, tp: Any, meta: Mapping[str, Any]) -> tuple[bool, Any]:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
     elif tp is float:
         ok = isinstance(value, float) and math.isfinite(value)
     else:

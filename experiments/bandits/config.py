@@ -93,8 +93,8 @@ from typing import Literal
 
 from ntk_limits import bandits, data, models
 from ntk_limits.data import BANDITS
+from ntk_limits_experiments.config import MAX_WIDTH, Config, field, profiles
 from ntk_limits_experiments.config import PROFILES as PROFILE_NAMES
-from ntk_limits_experiments.config import Config, field, profiles
 
 __all__ = [
     "BASELINES",
@@ -311,7 +311,7 @@ class BanditsConfig(Config):
         doc="at most this many shuffled passes: T = min(rounds, ⌊passes·n⌋); None: T = rounds",
     )
     seeds: tuple[int, ...] = field((0, 1, 2, 3, 4), ge=0, nonempty=True, distinct=True)
-    width: int = field(100, ge=1, doc="base width: every agent runs here")
+    width: int = field(100, ge=1, le=MAX_WIDTH, doc="base width: every agent runs here")
     base_parameterization: Literal[models.PARAMETERIZATIONS] = "ntk"
     methods: tuple[Method, ...] = field(("ucb", "ts"), nonempty=True, distinct=True)
     fixed_gammas: tuple[float, ...] = field((0.0, 0.1, 1.0), ge=0, distinct=True)
@@ -319,8 +319,12 @@ class BanditsConfig(Config):
     baselines: tuple[Literal[tuple(BASELINES)], ...] = field(tuple(BASELINES), distinct=True)
     diag_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
     sweep_datasets: tuple[Dataset, ...] = field(("wine",), distinct=True)
-    widths: tuple[int, ...] = field((32, 256, 1024), ge=1, distinct=True, doc="NTP sweep")
-    standard_widths: tuple[int, ...] = field((32, 256, 1024), ge=1, distinct=True, doc="SP sweep")
+    widths: tuple[int, ...] = field(
+        (32, 256, 1024), ge=1, le=MAX_WIDTH, distinct=True, doc="NTP sweep"
+    )
+    standard_widths: tuple[int, ...] = field(
+        (32, 256, 1024), ge=1, le=MAX_WIDTH, distinct=True, doc="SP sweep"
+    )
     prior_precision: float = field(0.01, gt=0, doc="λ (start of evidence tuning)")
     kernel_limit_prior_precisions: tuple[float, ...] = field(
         (1.0,), gt=0, distinct=True, doc="more λ for the kernel-limit agents (not Zhou's)"
@@ -375,7 +379,7 @@ class BanditsConfig(Config):
         if self.passes is None:
             return self.rounds
         size = len(data.load(dataset, split="all", data_dir=self.data_dir).y)
-        return max(1, min(self.rounds, math.floor(self.passes * size)))
+        return max(1, math.floor(min(self.rounds, self.passes * size)))  # min first: no inf
 
     @property
     def base_network(self) -> models.Network:

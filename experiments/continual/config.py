@@ -83,7 +83,7 @@ import dataclasses
 from typing import Literal
 
 from ntk_limits import data, models
-from ntk_limits_experiments.config import Config, field, profiles
+from ntk_limits_experiments.config import MAX_DEPTH, MAX_WIDTH, Config, field, profiles
 
 __all__ = [
     "PROFILES",
@@ -110,10 +110,14 @@ class ContinualConfig(Config):
     profile: Literal["smoke", "embedded", "paper"] = "embedded"
     benchmarks: tuple[str, ...] = field(("rotated_digits", "split_digits"), nonempty=True)
     wrn_benchmarks: tuple[str, ...] = field((), doc="trained with stax WideResNets, not MLPs")
-    widths: tuple[int, ...] = field((32, 128, 512, 1024), ge=1, nonempty=True, doc="MLP")
-    wrn_multipliers: tuple[int, ...] = field((1, 2, 4, 8), ge=1, nonempty=True, doc="WRN k")
-    depth: int = field(1, ge=1, doc="MLP hidden layers")
-    wrn_depth: int = field(16, ge=10, doc="WRN total depth, 6n+4")
+    widths: tuple[int, ...] = field(
+        (32, 128, 512, 1024), ge=1, le=MAX_WIDTH, nonempty=True, doc="MLP"
+    )
+    wrn_multipliers: tuple[int, ...] = field(
+        (1, 2, 4, 8), ge=1, le=MAX_WIDTH, nonempty=True, doc="WRN k"
+    )
+    depth: int = field(1, ge=1, le=MAX_DEPTH, doc="MLP hidden layers")
+    wrn_depth: int = field(16, ge=10, le=MAX_DEPTH, doc="WRN total depth, 6n+4")
     parameterizations: tuple[Parameterization, ...] = field(
         ("standard", "ntk"), nonempty=True, distinct=True
     )
@@ -142,7 +146,7 @@ class ContinualConfig(Config):
     class_incremental: bool = field(False, doc="split streams: one shared head, global labels")
     n_train: int | None = field(1000, ge=1, doc="class-balanced train subset before tasks")
     n_test: int | None = field(None, ge=1)
-    stream_seed: int = 0
+    stream_seed: int = field(0, ge=0, doc="seed of the train/test split and subsets")
     c4_margin_fraction: float = field(
         0.25, gt=0, doc="C4 margin: this fraction of the forgetting level over the sweep"
     )
@@ -262,7 +266,7 @@ class Stream(Config):
     """A task stream of :func:`ntk_limits.data.make_stream`, as the study uses it."""
 
     benchmark: str
-    seed: int = 0
+    seed: int = field(0, ge=0)
     n_train: int | None = field(None, ge=1)
     n_test: int | None = field(None, ge=1)
     class_incremental: bool = False

@@ -53,7 +53,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from ntk_limits_experiments.config import Config, field, profiles
+from ntk_limits_experiments.config import MAX_DEPTH, MAX_WIDTH, Config, field, profiles
 
 __all__ = ["PROFILES", "KernelsConfig"]
 
@@ -98,9 +98,9 @@ class KernelsConfig(Config):
     activation: Literal["relu", "erf", "tanh"] = "relu"
     W_std: float = field(math.sqrt(2.0), gt=0)  # noqa: N815 - the name used in the NTK literature
     b_std: float = field(0.1, ge=0)
-    mlp_depth: int = field(2, ge=1)
-    cnn_depth: int = field(2, ge=1)
-    wrn_depth: int = field(10, ge=10)
+    mlp_depth: int = field(2, ge=1, le=MAX_DEPTH)
+    cnn_depth: int = field(2, ge=1, le=MAX_DEPTH)
+    wrn_depth: int = field(10, ge=10, le=MAX_DEPTH)
     c5_margin: float = field(0.25, gt=0, lt=0.5)
     mlp_dataset: Dataset = "mnist5k"
     mlp_n: int = field(64, ge=1)
@@ -108,9 +108,9 @@ class KernelsConfig(Config):
     conv_dataset: Dataset = "mnist5k"
     conv_n: int = field(32, ge=1)
     conv_pool: int = field(4, ge=1)
-    mlp_widths: tuple[int, ...] = field((32, 128, 512, 2048), ge=1)
-    cnn_widths: tuple[int, ...] = field((8, 32, 128), ge=1)
-    wrn_ks: tuple[int, ...] = field((), ge=1)
+    mlp_widths: tuple[int, ...] = field((32, 128, 512, 2048), ge=1, le=MAX_WIDTH)
+    cnn_widths: tuple[int, ...] = field((8, 32, 128), ge=1, le=MAX_WIDTH)
+    wrn_ks: tuple[int, ...] = field((), ge=1, le=MAX_WIDTH)
     seeds: tuple[int, ...] = field(tuple(range(16)), ge=0, nonempty=True, distinct=True)
     kernel_block: int = field(64, ge=1)
 

@@ -83,7 +83,7 @@ import dataclasses
 from typing import Literal
 
 from ntk_limits import models
-from ntk_limits_experiments.config import Config, field, profiles
+from ntk_limits_experiments.config import MAX_DEPTH, MAX_WIDTH, Config, field, profiles
 
 __all__ = [
     "NUM_CLASSES",
@@ -120,23 +120,33 @@ class OptimizationConfig(Config):
     )
     adam_lr: float = field(1e-3, gt=0)
     loss_threshold: float = field(0.1, gt=0, lt=1, doc="speed is the steps to reach this · L₀")
-    mlp_depths: tuple[int, ...] = field((2,), ge=1, nonempty=True, distinct=True)
-    cnn_depth: int = field(2, ge=1)
-    wrn_depth: int = field(10, ge=10, doc="6n + 4")
+    mlp_depths: tuple[int, ...] = field((2,), ge=1, le=MAX_DEPTH, nonempty=True, distinct=True)
+    cnn_depth: int = field(2, ge=1, le=MAX_DEPTH)
+    wrn_depth: int = field(10, ge=10, le=MAX_DEPTH, doc="6n + 4")
     mlp_dataset: Dataset = "mnist5k"
     conv_dataset: Dataset = "mnist5k"
     pool: int = field(4, ge=1, doc="average-pooling factor of the MLPs' images")
     n_train: int = field(16, ge=1, doc="training images of the MLPs")
     conv_pool: int = field(4, ge=1, doc="average-pooling factor of the CNN/WRN images")
     conv_n_train: int = field(16, ge=1, doc="training images of the CNNs and WRNs")
-    mlp_widths: tuple[int, ...] = field((16,), ge=1, distinct=True)
+    mlp_widths: tuple[int, ...] = field((16,), ge=1, le=MAX_WIDTH, distinct=True)
     mlp_standard_widths: tuple[int, ...] = field(
-        (), ge=1, distinct=True, doc="widths of the standard-param. MLPs (empty: mlp_widths)"
+        (),
+        ge=1,
+        le=MAX_WIDTH,
+        distinct=True,
+        doc="widths of the standard-param. MLPs (empty: mlp_widths)",
     )
-    cnn_widths: tuple[int, ...] = field((4,), ge=1, distinct=True)
-    wrn_ks: tuple[int, ...] = field((), ge=1, distinct=True, doc="WRN width multipliers k")
+    cnn_widths: tuple[int, ...] = field((4,), ge=1, le=MAX_WIDTH, distinct=True)
+    wrn_ks: tuple[int, ...] = field(
+        (), ge=1, le=MAX_WIDTH, distinct=True, doc="WRN width multipliers k"
+    )
     wrn_bn_ks: tuple[int, ...] = field(
-        (), ge=1, distinct=True, doc="BatchNorm WRN (flax, standard param.) multipliers k"
+        (),
+        ge=1,
+        le=MAX_WIDTH,
+        distinct=True,
+        doc="BatchNorm WRN (flax, standard param.) multipliers k",
     )
     seeds: tuple[int, ...] = field((0, 1), ge=0, nonempty=True, distinct=True)
     ngd_steps: int = field(4, ge=1)

@@ -50,7 +50,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from ntk_limits_experiments.config import Config, field, profiles
+from ntk_limits_experiments.config import MAX_DEPTH, MAX_WIDTH, Config, field, profiles
 
 __all__ = ["PROFILES", "Problem", "TeaserConfig"]
 
@@ -97,11 +97,13 @@ class TeaserConfig(Problem):
     """
 
     profile: Literal["smoke", "embedded", "paper"] = "embedded"
-    depth: int = field(1, ge=1)
+    depth: int = field(1, ge=1, le=MAX_DEPTH)
     activation: Literal["relu", "erf", "tanh"] = "relu"
     W_std: float = field(math.sqrt(2.0), gt=0)  # noqa: N815 - the name used in the NTK literature
     b_std: float = field(1.0, ge=0)
-    widths: tuple[int, ...] = field((16, 64, 256, 1024, 4096), ge=1, nonempty=True, distinct=True)
+    widths: tuple[int, ...] = field(
+        (16, 64, 256, 1024, 4096), ge=1, le=MAX_WIDTH, nonempty=True, distinct=True
+    )
     seeds: tuple[int, ...] = field(tuple(range(8)), ge=0, nonempty=True, distinct=True)
 
     @property

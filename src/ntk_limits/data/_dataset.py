@@ -76,14 +76,15 @@ def _quotas(counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         short = int(np.argmax(quotas > counts))
         raise ValueError(
             f"balanced subset of {n} needs {quotas[short]} examples of class index {short}, "
-            f"which has {counts[short]}"
+            f"which has {counts[short]}; allowed: n <= {k * int(counts.min())} (the class "
+            f"count times the smallest class)"
         )
     return quotas
 
 
 def _subset_indices(y: np.ndarray, n: int, seed: int, balanced: bool) -> np.ndarray:
     if n > y.size:
-        raise ValueError(f"subset of {n} requested from {y.size} examples")
+        raise ValueError(f"subset of {n} requested from {y.size} examples; allowed: n <= {y.size}")
     rng = _rng(seed, _SUBSET_STREAM)
     if not balanced:
         return np.sort(rng.choice(y.size, n, replace=False))
