@@ -95,7 +95,10 @@ def _describe(tp: Any) -> str:
 
 
 def _bounds(meta: Mapping[str, Any]) -> str:
-    return " and".join(f" {_BOUND_TEXT[b]} {meta[b]:g}" for b in _BOUNDS if meta.get(b) is not None)
+    shown = lambda v: str(v) if isinstance(v, int) else f"{v:g}"
+    return " and".join(
+        f" {_BOUND_TEXT[b]} {shown(meta[b])}" for b in _BOUNDS if meta.get(b) is not None
+    )
 
 
 def _invalid(name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> ValueError:
