@@ -15,7 +15,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
-	@echo "make test           fast test suite (about 3 min on 2 cores); make test-slow for statistical checks"
+	@echo "make test           fast test suite (about 4.5 min on 2 cores); make test-slow for statistical checks"
 	@echo "make bench          speed/memory benchmarks -> results/bench.json (installs torch for its baseline)"
 	@echo "make lint           ruff"
 
