@@ -142,3 +142,48 @@ def test_format_bytes():
         "1.5 KiB",
         "3.0 GiB",
     ]
+
+
+_MEASURE_TEASER = """
+import dataclasses, json, sys
+from ntk_limits import models
+from ntk_limits_experiments.teaser import study as ts
+from ntk_limits_experiments.teaser.config import PROFILES
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+width, depth, seeds = map(int, sys.argv[1:])
+c = PROFILES["embedded"]
+network = models.Network("mlp", width, depth, 1, "ntk", c.activation, c.W_std, c.b_std)
+spec = ts.TeaserSpec(network, c.problem, tuple(range(seeds)), infinite=seeds == 0)
+ts._data(c.problem)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = rss("VmRSS")
+ts.execute(spec, lambda *a: None)
+print(json.dumps({"growth": rss("VmHWM") - before, "bound": ts.memory_bytes(spec)}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.parametrize("size", [(2048, 2, 4), (1, 1, 0)], ids=["finite", "infinite"])
+def test_the_teaser_bound_is_above_the_measured_peak_and_within_three_times_it(size):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE_TEASER, *map(str, size)],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # An upper bound must hold; 3x: looser would refuse runs that fit (measured 1.7-2.4x).
+    assert got["growth"] <= got["bound"] <= 3 * got["growth"], got
+
+
+def test_a_teaser_run_that_cannot_fit_is_refused_up_front(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(memory.ENV, "3e9")
+    args = ["run", "teaser", "--profile", "smoke", "--set", "depth=2", "--set", "widths=16,100000"]
+    line = _one_line(main([*args, "--workdir", str(tmp_path / "w")]), capsys.readouterr().err)
+    assert "width=100000" in line and "needs at least" in line and "width <= " in line
+    assert not (tmp_path / "w").exists()
