@@ -5,8 +5,9 @@ grows while it executes that run (parameters, activations, kernels, Jacobians, p
 factors, and XLA's compilation), stated from the spec alone and tested against measured
 peak RSS. :func:`check` compares every run's bound with the memory available before
 anything is written, and refuses with one line giving the estimate and the largest width
-that fits. The available memory is ``MemAvailable`` of ``/proc/meminfo`` (Linux; else the
-physical memory), or ``NTK_LIMITS_MEMORY`` (bytes, e.g. ``8e9``) when set.
+that fits. The available memory is ``NTK_LIMITS_MEMORY`` (bytes, e.g. ``8e9``) when set,
+else the accelerator's memory limit when JAX runs on one, else ``MemAvailable`` of
+``/proc/meminfo`` (Linux; else the physical memory). The bounds are measured on a CPU.
 """
 
 import dataclasses
@@ -21,8 +22,26 @@ __all__ = ["available_bytes", "check", "format_bytes", "largest_width", "network
 ENV = "NTK_LIMITS_MEMORY"
 
 
+def _accelerator_bytes() -> int | None:
+    """The smallest memory limit of JAX's local accelerators (None on a CPU backend)."""
+    try:
+        import jax
+
+        if jax.default_backend() == "cpu":
+            return None
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in jax.local_devices()]
+    except Exception:  # noqa: BLE001 - no usable accelerator: fall back to host memory
+        return None
+    limits = [int(v) for v in limits if v]
+    return min(limits) if limits else None
+
+
 def available_bytes() -> int:
-    """Memory a new run may use: ``$NTK_LIMITS_MEMORY``, else ``MemAvailable``."""
+    """Memory a new run may use, in bytes.
+
+    ``$NTK_LIMITS_MEMORY``, else the accelerator's memory limit when JAX runs on one (the
+    runs' arrays live there; untested here, no GPU), else ``MemAvailable``.
+    """
     if os.environ.get(ENV):
         try:
             value = float(os.environ[ENV])
@@ -33,6 +52,9 @@ def available_bytes() -> int:
         if not value > 0:
             raise ValueError(f"{ENV}={os.environ[ENV]!r}; allowed: a positive number of bytes")
         return int(value)
+    device = _accelerator_bytes()
+    if device is not None:
+        return device
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:

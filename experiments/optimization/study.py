@@ -30,7 +30,7 @@ from ntk_limits_experiments.optimization.config import (
 from ntk_limits_experiments.optimization.program import build_ngd_program, build_program
 from ntk_limits_experiments.study import Diverged, Study, Summary
 
-__all__ = ["STUDY", "execute", "expand", "load_data", "summarize"]
+__all__ = ["STUDY", "execute", "expand", "load_data", "memory_bytes", "summarize"]
 
 # Every field of a run but its network, data and step counts (set per family) is copied
 # from the config.
@@ -83,6 +83,41 @@ def load_data(dataset: str, data_dir: str | None, n_train: int, pool: int):
     y = np.eye(ds.num_classes, dtype=np.float32)[ds.y]
     pooled = f", {pool}x{pool}-average-pooled to {x.shape[1]}x{x.shape[2]}" if pool > 1 else ""
     return x, y, f"{ds.name}: {n_train} class-balanced training images{pooled}"
+
+
+# Input shape (H, W, C) of each image set, before pooling (for the memory bound).
+_IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
+                 "mnist_standin": (28, 28, 1), "cifar10": (32, 32, 3)}  # fmt: skip
+_OVERHEAD = 512 * 2**20  # XLA compilation and buffers independent of the sizes
+_CONV_OVERHEAD = 896 * 2**20  # the same for the (larger) convolutional programs
+
+
+def memory_bytes(spec: OptimizationRun) -> int:
+    """An upper bound on the memory one run adds to the process, from the spec alone.
+
+    With ``S`` seeds, ``P`` parameters, ``n`` images and ``k`` classes: ``4 S`` float64
+    Grams of ``(n k)²`` (the initial Grams kept per seed, NGD's Cholesky and its copies),
+    ``48 S P`` float32 numbers (measured: 25 copies per seed of an MLP's parameters:
+    trajectories, checkpoints, gradients), for a convolutional network also ``4 S n P``
+    (its structured NTK keeps per-image parameter-sized tensors: 3.8 measured in the
+    kernels study), plus 512 MiB (896 MiB for convolutional programs). Measured
+    peak-RSS growth against the bound (NTK MLP depth 1, n = 256, 3 seeds unless said):
+    width 64 0.83 / 1.20 GB; width 1024 1.02 / 1.63 GB; width 1024, n = 128 0.78 /
+    1.16 GB; width 1024, 1 seed 0.64 / 0.91 GB; width 4096, 1 seed 1.04 / 1.37 GB;
+    WRN-10-1 on 16 images 7×7 0.74 GB and the BatchNorm WRN-10-1 0.91 GB (the
+    convolutional overhead rests on these two; see ``tests/experiments/test_memory.py``).
+    """
+    net = spec.network
+    h, w, c = _IMAGE_SHAPES.get(spec.dataset, (32, 32, 3))
+    h, w = max(h // spec.pool, 1), max(w // spec.pool, 1)
+    shape = (-1, h * w * c) if net.kind == "mlp" else (-1, h, w, c)
+    arch = models.build(net)
+    params = jax.eval_shape(lambda key: arch.init_fn(key, shape)[1], jax.random.key(0))
+    p, s, n = models.num_params(params), len(spec.seeds), spec.n_train
+    grams = 4 * s * 8 * (n * net.out_dim) ** 2
+    if net.kind == "mlp":
+        return grams + 4 * 48 * s * p + _OVERHEAD
+    return grams + 4 * (48 * s * p + 4 * s * n * p) + _CONV_OVERHEAD
 
 
 def _timed(fn, options, *args):
@@ -244,4 +279,5 @@ STUDY = Study(
     expand=expand,
     execute=execute,
     summarize=summarize,
+    memory=memory_bytes,
 )
