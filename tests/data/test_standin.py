@@ -14,7 +14,7 @@ def _nearest_mean_accuracy(x_train, y_train, x_test, y_test, k):
     return float(np.mean(guess == y_test))
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize("name", ["mnist", "cifar100"])  # cifar10: cifar100 with 1 tint
 def test_image_standins_have_the_paper_sets_sizes_and_learnable_classes(name):
     spec = _standin.IMAGES[name]
     train, test = _standin.image_raw(name, "train"), _standin.image_raw(name, "test")

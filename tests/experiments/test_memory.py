@@ -191,7 +191,7 @@ MEASUREMENTS = {
     "kernels-mlp-2048-8-seeds": (_MEASURE, ("mlp", 2048, 2, 64, 8, 1, 0)),
     "kernels-mlp-2048-8-seeds-by-2": (_MEASURE, ("mlp", 2048, 2, 64, 8, 1, 2)),
     "kernels-cnn-32-n32": (_MEASURE, ("cnn", 32, 2, 32, 2, 2, 0)),
-    "teaser-finite": (_MEASURE_TEASER, (2048, 2, 4)),
+    "teaser-finite": (_MEASURE_TEASER, (1024, 1, 16)),
     "teaser-infinite": (_MEASURE_TEASER, (1, 1, 0)),
     "optimization-mlp-1024-n128": (_MEASURE_OPTIMIZATION, (1024, 128, "0,1,2")),
 }

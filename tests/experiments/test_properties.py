@@ -62,7 +62,7 @@ def _check(capsys, tmp_path, study: str, profile: str, override: str) -> None:
 
 
 _SETTINGS = settings(
-    max_examples=15, deadline=None, derandomize=True, database=None,
+    max_examples=10, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )  # fmt: skip
 
@@ -75,7 +75,7 @@ def test_any_override_is_accepted_or_refused_in_one_line(study, key, value, caps
 
 
 @pytest.mark.parametrize("study", list(STUDIES))
-@settings(_SETTINGS, max_examples=30)
+@settings(_SETTINGS, max_examples=20)
 @given(key=st.text(max_size=10), value=_VALUES, profile=st.sampled_from(cfg.PROFILES))
 def test_unknown_keys_and_every_profile(study, key, value, profile, capsys, tmp_path):
     _check(capsys, tmp_path, study, profile, f"{key}={value}")
