@@ -17,7 +17,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["available_bytes", "check", "format_bytes", "largest_width", "network_sizes"]
+__all__ = [
+    "IMAGE_SHAPES",
+    "available_bytes",
+    "check",
+    "format_bytes",
+    "image_shape",
+    "largest_width",
+    "network_sizes",
+    "num_params",
+]
 
 ENV = "NTK_LIMITS_MEMORY"
 
@@ -74,6 +83,39 @@ def format_bytes(n: float) -> str:
     return f"{n:.3g} PiB"  # pragma: no cover - unreachable
 
 
+# (H, W, C) of each image set before pooling: bounds are computed from a spec alone.
+IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
+                "mnist_standin": (28, 28, 1), "cifar10": (32, 32, 3)}  # fmt: skip
+
+
+def image_shape(dataset: str, pool: int, *, flatten: bool) -> tuple[int, ...]:
+    """One input of ``dataset`` pooled by ``pool``: ``(H, W, C)``, or ``(H·W·C,)`` flattened.
+
+    Sets not in :data:`IMAGE_SHAPES` count as 32 × 32 × 3 (the largest the studies use).
+    """
+    h, w, c = IMAGE_SHAPES.get(dataset, (32, 32, 3))
+    h, w = max(h // pool, 1), max(w // pool, 1)
+    return (h * w * c,) if flatten else (h, w, c)
+
+
+def _abstract_params(network: Any, input_shape: tuple[int, ...]):
+    """``(architecture, parameter shapes)`` of ``network`` on one input, traced abstractly."""
+    import jax
+
+    from ntk_limits import models
+
+    arch = models.build(network)
+    shape = (1, *input_shape)
+    return arch, jax.eval_shape(lambda k: arch.init_fn(k, shape)[1], jax.random.key(0))
+
+
+def num_params(network: Any, input_shape: tuple[int, ...]) -> int:
+    """Parameters of ``models.build(network)`` on inputs of ``input_shape`` (nothing allocated)."""
+    from ntk_limits import models
+
+    return models.num_params(_abstract_params(network, input_shape)[1])
+
+
 @functools.lru_cache(maxsize=256)
 def network_sizes(network: Any, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """``(parameters, floats per example)`` of ``models.build(network)`` on one input.
@@ -88,10 +130,8 @@ def network_sizes(network: Any, input_shape: tuple[int, ...]) -> tuple[int, int]
 
     from ntk_limits import models
 
-    arch = models.build(network)
-    shape = (1, *input_shape)
-    params = jax.eval_shape(lambda k: arch.init_fn(k, shape)[1], jax.random.key(0))
-    x = jax.ShapeDtypeStruct(shape, "float32")
+    arch, params = _abstract_params(network, input_shape)
+    x = jax.ShapeDtypeStruct((1, *input_shape), "float32")
     jaxpr = jax.make_jaxpr(arch.apply_fn)(params, x).jaxpr
     return models.num_params(params), _written(jaxpr)
 

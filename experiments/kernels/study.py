@@ -171,9 +171,6 @@ def kernel_metrics(k_emp: np.ndarray, k_inf: np.ndarray) -> dict:
         }
 
 
-# Input shape (H, W, C) of each image set, before pooling (for the memory bound).
-_IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
-                 "mnist_standin": (28, 28, 1), "cifar10": (32, 32, 3)}  # fmt: skip
 _OVERHEAD = 512 * 2**20  # XLA compilation and buffers independent of the sizes
 
 
@@ -194,12 +191,9 @@ def memory_bytes(spec: KernelsSpec, chunk: int | None = None) -> int:
     of :func:`empirical_ntks`) count as ``S = chunk``.
     """
     net, inputs = spec.network, spec.inputs
-    h, w, c = _IMAGE_SHAPES.get(inputs.dataset, (32, 32, 3))
-    h, w = max(h // inputs.pool, 1), max(w // inputs.pool, 1)
-    shape = (-1, h * w * c) if inputs.flatten else (-1, h, w, c)
-    arch = models.build(net)
-    params = jax.eval_shape(lambda k: arch.init_fn(k, shape)[1], jax.random.key(0))
-    p = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
+    h, w, _ = memory.image_shape(inputs.dataset, inputs.pool, flatten=False)
+    shape = memory.image_shape(inputs.dataset, inputs.pool, flatten=inputs.flatten)
+    p = memory.num_params(net, shape)
     s, n = min(len(spec.seeds), chunk or len(spec.seeds)), inputs.n
     layers = net.depth + 2
     activations = 4 * s * n * layers * net.hidden_width * (1 if inputs.flatten else h * w)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ntk_limits import data, models
 from ntk_limits.optimization import full_gram
-from ntk_limits_experiments import common
+from ntk_limits_experiments import common, memory
 from ntk_limits_experiments.optimization import analysis, measure, plots, verdict
 from ntk_limits_experiments.optimization.config import (
     NUM_CLASSES,
@@ -85,9 +85,6 @@ def load_data(dataset: str, data_dir: str | None, n_train: int, pool: int):
     return x, y, f"{ds.name}: {n_train} class-balanced training images{pooled}"
 
 
-# Input shape (H, W, C) of each image set, before pooling (for the memory bound).
-_IMAGE_SHAPES = {"mnist5k": (28, 28, 1), "digits": (8, 8, 1), "mnist": (28, 28, 1),
-                 "mnist_standin": (28, 28, 1), "cifar10": (32, 32, 3)}  # fmt: skip
 _OVERHEAD = 512 * 2**20  # XLA compilation and buffers independent of the sizes
 _CONV_OVERHEAD = 896 * 2**20  # the same for the (larger) convolutional programs
 
@@ -108,12 +105,8 @@ def memory_bytes(spec: OptimizationRun) -> int:
     convolutional overhead rests on these two; see ``tests/experiments/test_memory.py``).
     """
     net = spec.network
-    h, w, c = _IMAGE_SHAPES.get(spec.dataset, (32, 32, 3))
-    h, w = max(h // spec.pool, 1), max(w // spec.pool, 1)
-    shape = (-1, h * w * c) if net.kind == "mlp" else (-1, h, w, c)
-    arch = models.build(net)
-    params = jax.eval_shape(lambda key: arch.init_fn(key, shape)[1], jax.random.key(0))
-    p, s, n = models.num_params(params), len(spec.seeds), spec.n_train
+    shape = memory.image_shape(spec.dataset, spec.pool, flatten=net.kind == "mlp")
+    p, s, n = memory.num_params(net, shape), len(spec.seeds), spec.n_train
     grams = 4 * s * 8 * (n * net.out_dim) ** 2
     if net.kind == "mlp":
         return grams + 4 * 48 * s * p + _OVERHEAD

@@ -18,6 +18,7 @@ import optax
 from ntk_limits import models, training
 from ntk_limits.kernels import empirical_ntk_fn
 from ntk_limits.linearize import gp_regression, gradient_descent_mse
+from ntk_limits_experiments import memory
 from ntk_limits_experiments.common import compile_jit
 from ntk_limits_experiments.config import Config, field
 from ntk_limits_experiments.study import Diverged, Study, Summary
@@ -187,9 +188,7 @@ def memory_bytes(spec: TeaserSpec) -> int:
     n_points = spec.problem.n_train + spec.problem.num_grid
     if spec.infinite:
         return 8 * 8 * n_points**2 + 160 * 2**20  # measured 0.09 GB (N = 264): compiling
-    arch = models.build(spec.network)
-    shapes = jax.eval_shape(lambda k: arch.init_fn(k, (-1, 1))[1], jax.random.key(0))
-    p, s, w = models.num_params(shapes), len(spec.seeds), spec.network.hidden_width
+    p, s, w = memory.num_params(spec.network, (1,)), len(spec.seeds), spec.network.hidden_width
     floats = 8 * s * p + 12 * s * n_points * w * spec.network.depth + 2 * s * n_points**2
     return 4 * floats + _OVERHEAD
 
