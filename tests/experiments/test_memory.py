@@ -1,10 +1,7 @@
 """Memory checked before a run: the kernels study's bound against measured peak RSS."""
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +11,22 @@ from ntk_limits import models
 from ntk_limits_experiments import memory
 from ntk_limits_experiments.cli import main
 from ntk_limits_experiments.kernels import study as ks
+from tests.helpers import measure_in_fresh_processes, one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # One run's kernels in a fresh process: the peak-RSS growth (VmHWM after, reset before,
 # minus VmRSS before) around the exact kernel and the seeds' empirical NTKs.
 _MEASURE = """
-import json, sys
 from ntk_limits import models
 from ntk_limits_experiments.kernels import study as ks
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
 
 kind, width, depth, n, seeds, pool, chunk = sys.argv[1], *map(int, sys.argv[2:])
 inputs = ks.Inputs("mnist5k", n, pool, flatten=kind == "mlp")
 spec = ks.KernelsSpec(models.Network(kind, width, depth, 1, "ntk"), inputs, tuple(range(seeds)))
 x, _ = ks.load_inputs(spec.inputs, None)
 arch = models.build(spec.network)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # resets VmHWM to the current RSS
+reset_peak()
 before = rss("VmRSS")
 ks.infinite_ntk(spec)
 ks.empirical_ntks(arch, x, spec.seeds, chunk or None)
@@ -73,18 +64,11 @@ def test_largest_width_is_the_edge_of_the_budget():
     assert at(fits) <= budget < at(fits + 1)
 
 
-def _one_line(code, err):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_a_run_that_cannot_fit_is_refused_up_front(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(memory.ENV, "3e9")
     workdir = tmp_path / "w"
     args = ["run", "kernels", "--profile", "smoke", "--set", "mlp_widths=64,100000"]
-    line = _one_line(main([*args, "--workdir", str(workdir)]), capsys.readouterr().err)
+    line = one_line_error(main([*args, "--workdir", str(workdir)]), capsys.readouterr().err)
     assert "width=100000" in line and "needs at least" in line and "2.8 GiB" in line
     fits = int(line.rpartition("width <= ")[2].split()[0])
     # The width the line proposes is accepted with the same memory (and one more is not).
@@ -97,10 +81,10 @@ def test_a_run_that_cannot_fit_is_refused_up_front(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("value", ["lots", "-1", "0", "nan"])
-def test_a_bad_memory_setting_is_one_line(value, tmp_path, monkeypatch, capsys):
+def test_a_bad_memory_setting_isone_line_error(value, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(memory.ENV, value)
     code = main(["run", "kernels", "--profile", "smoke", "--workdir", str(tmp_path / "w")])
-    assert memory.ENV in _one_line(code, capsys.readouterr().err)
+    assert memory.ENV in one_line_error(code, capsys.readouterr().err)
     assert not (tmp_path / "w").exists()
 
 
@@ -119,23 +103,17 @@ def test_format_bytes():
 
 
 _MEASURE_TEASER = """
-import dataclasses, json, sys
+import dataclasses
 from ntk_limits import models
 from ntk_limits_experiments.teaser import study as ts
 from ntk_limits_experiments.teaser.config import PROFILES
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
 
 width, depth, seeds = map(int, sys.argv[1:])
 c = PROFILES["embedded"]
 network = models.Network("mlp", width, depth, 1, "ntk", c.activation, c.W_std, c.b_std)
 spec = ts.TeaserSpec(network, c.problem, tuple(range(seeds)), infinite=seeds == 0)
 ts._data(c.problem)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
+reset_peak()
 before = rss("VmRSS")
 ts.execute(spec, lambda *a: None)
 print(json.dumps({"growth": rss("VmHWM") - before, "bound": ts.memory_bytes(spec)}))
@@ -145,20 +123,14 @@ print(json.dumps({"growth": rss("VmHWM") - before, "bound": ts.memory_bytes(spec
 def test_a_teaser_run_that_cannot_fit_is_refused_up_front(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(memory.ENV, "3e9")
     args = ["run", "teaser", "--profile", "smoke", "--set", "depth=2", "--set", "widths=16,100000"]
-    line = _one_line(main([*args, "--workdir", str(tmp_path / "w")]), capsys.readouterr().err)
+    line = one_line_error(main([*args, "--workdir", str(tmp_path / "w")]), capsys.readouterr().err)
     assert "width=100000" in line and "needs at least" in line and "width <= " in line
     assert not (tmp_path / "w").exists()
 
 
 _MEASURE_OPTIMIZATION = """
-import json, sys
 from ntk_limits_experiments import registry, runner
 from ntk_limits_experiments.optimization import study as opt
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
 
 width, n, seeds = sys.argv[1:]
 overrides = [f"n_train={n}", f"seeds={seeds}", f"mlp_widths={width}", "mlp_standard_widths=",
@@ -166,8 +138,7 @@ overrides = [f"n_train={n}", f"seeds={seeds}", f"mlp_widths={width}", "mlp_stand
 config = runner.prepare_config(registry.load("optimization"), "embedded", overrides)
 spec = opt.expand(config)[0]
 opt.load_data(spec.dataset, spec.data_dir, spec.n_train, spec.pool)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
+reset_peak()
 before = rss("VmRSS")
 opt.execute(spec, lambda *a: None)
 print(json.dumps({"growth": rss("VmHWM") - before, "bound": opt.memory_bytes(spec)}))
@@ -177,13 +148,12 @@ print(json.dumps({"growth": rss("VmHWM") - before, "bound": opt.memory_bytes(spe
 def test_an_optimization_run_that_cannot_fit_is_refused_up_front(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(memory.ENV, "3e9")
     args = ["run", "optimization", "--profile", "smoke", "--set", "mlp_widths=16,1000000"]
-    line = _one_line(main([*args, "--workdir", str(tmp_path / "w")]), capsys.readouterr().err)
+    line = one_line_error(main([*args, "--workdir", str(tmp_path / "w")]), capsys.readouterr().err)
     assert "width=1000000" in line and "needs at least" in line and "width <= " in line
     assert not (tmp_path / "w").exists()
 
 
-# Every measurement in its own fresh process, all started at once (peak RSS is per
-# process, so running them together does not mix them up): (script, arguments).
+# Every measurement in its own fresh process, all started at once: (script, arguments).
 # Kernels: all seeds at once and the blocked path of the MLP (growth 1.14 vs 0.44 GB
 # when measured), and a CNN whose exact kernel dominates; teaser: a finite run and the
 # infinite reference; optimization: an NTK MLP with NGD at n·k = 1280.
@@ -199,23 +169,7 @@ MEASUREMENTS = {
 
 @pytest.fixture(scope="module")
 def measured():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", script, *map(str, args)],
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for name, (script, args) in MEASUREMENTS.items()
-    }
-    out = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
-        out[name] = json.loads(stdout.strip().splitlines()[-1])
-    return out
+    return measure_in_fresh_processes(MEASUREMENTS, ROOT)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")

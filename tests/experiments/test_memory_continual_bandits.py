@@ -1,10 +1,7 @@
 """Memory checked before a run: the continual and bandits studies' bounds against peak RSS."""
 
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,25 +10,19 @@ from ntk_limits_experiments import memory, runner
 from ntk_limits_experiments.bandits import study as bandits
 from ntk_limits_experiments.cli import main
 from ntk_limits_experiments.continual import study as continual
+from tests.helpers import measure_in_fresh_processes, one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # One run in a fresh process, as the runner does it (expand the config, then execute one
 # spec): the peak-RSS growth (VmHWM after, reset before, minus VmRSS before) of execute.
 _MEASURE = """
-import json, sys
 from ntk_limits_experiments import registry, runner
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
 
 name, index, *overrides = sys.argv[1:]
 study = registry.load(name)
 spec = study.expand(runner.prepare_config(study, "smoke", overrides))[int(index)]
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # resets VmHWM to the current RSS
+reset_peak()
 before = rss("VmRSS")
 study.execute(spec, lambda done, total: None)
 print(json.dumps({"growth": rss("VmHWM") - before, "bound": study.memory(spec)}))
@@ -52,23 +43,11 @@ SIZES = {
 @pytest.fixture(scope="module")
 def measured():
     """Every size measured at once, each in its own process (RSS is per process)."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    procs = {
-        key: subprocess.Popen(
-            [sys.executable, "-c", _MEASURE, name, str(index), *overrides],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    jobs = {
+        key: (_MEASURE, (name, index, *overrides))
         for key, (name, index, overrides) in SIZES.items()
     }
-    out = {}
-    for key, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr
-        out[key] = json.loads(stdout.strip().splitlines()[-1])
-    return out
+    return measure_in_fresh_processes(jobs, ROOT)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
@@ -77,13 +56,6 @@ def test_the_bound_is_above_the_measured_peak_and_within_three_times_it(measured
     got = measured[key]
     # An upper bound must hold; 3x: looser would refuse runs that fit (measured 1.3-1.6x).
     assert got["growth"] <= got["bound"] <= 3 * got["growth"], got
-
-
-def _one_line(code, err):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +67,7 @@ def test_a_run_that_cannot_fit_is_refused_up_front(study, override, tmp_path, mo
     monkeypatch.setenv(memory.ENV, "2e9")
     workdir = tmp_path / "w"
     args = ["run", study.STUDY.name, "--profile", "smoke", "--set", override]
-    line = _one_line(main([*args, "--workdir", str(workdir)]), capsys.readouterr().err)
+    line = one_line_error(main([*args, "--workdir", str(workdir)]), capsys.readouterr().err)
     assert "needs at least" in line and "width <= " in line, line
     assert not workdir.exists()
     # The width the line proposes fits the same memory for the refused run; one more does not.
