@@ -176,6 +176,14 @@ def _data_names(config: Config) -> list[tuple[str, str]]:
     return list(dict.fromkeys(out))
 
 
+def _missing(config: Config) -> list[tuple[str, str, Any]]:
+    """``(field, data set, catalogue row)`` of each data set the config needs and lacks."""
+    from ntk_limits import data
+
+    infos = {i.name: i for i in data.catalogue(getattr(config, "data_dir", None))}
+    return [(f, name, infos[name]) for f, name in _data_names(config) if not infos[name].available]
+
+
 def check_data(config: Config) -> None:
     """Raises ``DataUnavailableError`` (one line) for a data set the config needs and lacks.
 
@@ -183,16 +191,15 @@ def check_data(config: Config) -> None:
     """
     from ntk_limits import data
 
-    data_dir = getattr(config, "data_dir", None)
-    infos = {i.name: i for i in data.catalogue(data_dir)}
-    for field, name in _data_names(config):
-        if not infos[name].available:
-            where = f"under {data_dir!r}" if data_dir else "(no data folder given)"
-            raise data.DataUnavailableError(
-                f"{field}: {name} is not here {where}; allowed: the data set fetched "
-                f"(`{infos[name].fetch_command}` when online), or --stand-in for its "
-                f"packaged stand-in at the same size (timing only)"
-            )
+    missing = _missing(config)
+    if missing:
+        (field, name, info), data_dir = missing[0], getattr(config, "data_dir", None)
+        where = f"under {data_dir!r}" if data_dir else "(no data folder given)"
+        raise data.DataUnavailableError(
+            f"{field}: {name} is not here {where}; allowed: the data set fetched "
+            f"(`{info.fetch_command}` when online), or --stand-in for its "
+            f"packaged stand-in at the same size (timing only)"
+        )
 
 
 def use_stand_ins(config: Config) -> tuple[Config, list[str]]:
@@ -208,9 +215,8 @@ def use_stand_ins(config: Config) -> tuple[Config, list[str]]:
     """
     from ntk_limits import data
 
-    infos = {i.name: i for i in data.catalogue(getattr(config, "data_dir", None))}
     known = set(data.SPECS) | set(data.STREAMS)
-    absent = {name for _, name in _data_names(config) if not infos[name].available}
+    absent = {name for _, name, _ in _missing(config)}
     changes, notes = {}, []
 
     def swap(field: str, value: Any) -> Any:
@@ -383,7 +389,8 @@ def run_study(
     records = read() if lead else None  # the lead alone sets damaged files aside
     if share is not None:  # the folder is ready before anyone writes into it
         share.barrier(f"{study.name}:start")
-        records = records or read()
+    if records is None:
+        records = read()
     todo = [
         i for i, r in enumerate(records) if r is None or (retry_failed and r["status"] == "failed")
     ]
