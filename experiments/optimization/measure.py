@@ -11,7 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_limits.linearize import gradient_descent_mse
-from ntk_limits.ngd_conditions import c_prime, ngd_mse_prediction, stability_radius
+from ntk_limits.ngd_conditions import (
+    c_prime,
+    ngd_mse_prediction,
+    resolve_lambda_min,
+    stability_radius,
+)
 from ntk_limits.training import mse_loss
 from ntk_limits_experiments.optimization.config import OptimizationRun
 
@@ -57,20 +62,18 @@ def gram_stats(grams: np.ndarray, n: int, k: int, dtype=np.float32) -> dict:
 
 
 def lambda_zero(lam64: np.ndarray, floor64: np.ndarray, num_params: int, nk: int) -> dict:
-    """``λ₀ = λ_min(K₀)`` per seed from the spectrum of the float64 Gram.
+    """``λ₀ = λ_min(K₀)`` per seed from the float64 Gram's spectrum.
 
-    Returns ``{"lambda_zero", "lambda_zero_upper", "lambda_zero_exact"}``: where
-    ``λ̂ > floor`` it is ``λ̂`` (exact to round-off); where ``K₀`` has rank below ``n·k``
-    because ``P < n·k`` it is exactly ``0``; otherwise it is unresolved even in float64
-    (NaN), and ``λ̂⁺ + floor`` bounds it above (Weyl: the round-off moves eigenvalues by at
-    most ``floor``), so ``C′`` and ``R`` computed with the bound are lower bounds.
+    The rule is the library's (:func:`ntk_limits.ngd_conditions.resolve_lambda_min`).
+
+    Returns ``{"lambda_zero", "lambda_zero_upper", "lambda_zero_exact"}``.
     """
-    resolved = lam64 > floor64
-    by_rank = num_params < nk
-    exact = resolved | by_rank
-    value = np.where(resolved, lam64, 0.0 if by_rank else np.nan)
-    upper = np.where(exact, value, np.maximum(lam64, 0.0) + floor64)
-    return {"lambda_zero": value, "lambda_zero_upper": upper, "lambda_zero_exact": exact}
+    lam = resolve_lambda_min(lam64, floor64, num_params, nk)
+    return {
+        "lambda_zero": lam.value,
+        "lambda_zero_upper": lam.upper,
+        "lambda_zero_exact": lam.exact,
+    }
 
 
 def _first_below(curve, threshold) -> int:

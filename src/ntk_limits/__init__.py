@@ -32,6 +32,7 @@ _SUBMODULES = (
     "ngd_conditions",
     "optimization",
     "parallel",
+    "regime",
     "training",
 )
 _NAMES = {
@@ -53,6 +54,7 @@ _NAMES = {
     "gradient_descent_mse": "linearize",
     "ntk_gp_ensemble": "linearize",
     "make_train": "training",
+    "diagnose": "regime",
 }
 
 __all__ = sorted([*_SUBMODULES, *_NAMES])

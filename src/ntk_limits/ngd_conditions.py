@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ntk_limits.kernels import jacobian_difference_fn, ntk_vp_fn
 from ntk_limits.optimization import full_gram
@@ -37,6 +38,7 @@ from ntk_limits.training import mse_loss
 
 __all__ = [
     "JacobianStability",
+    "LambdaMin",
     "c_prime",
     "jacobian_change_norm",
     "jacobian_difference_gram",
@@ -44,6 +46,7 @@ __all__ = [
     "ngd_mse_prediction",
     "parameter_distance",
     "predicted_loss_curve",
+    "resolve_lambda_min",
     "stability_radius",
     "steps_to_threshold",
     "top_eigenvalue",
@@ -241,6 +244,52 @@ def jacobian_stability(
     relative = spectral / jnp.sqrt(top(gram0))
     change = jnp.linalg.norm(gram - gram0) / jnp.linalg.norm(gram0)
     return JacobianStability(spectral, frobenius, relative, change, gram)
+
+
+class LambdaMin(NamedTuple):
+    """``λ_min(K₀)`` as far as a computed spectrum resolves it (:func:`resolve_lambda_min`).
+
+    Attributes:
+      value: the resolved ``λ_min``: the computed one above the floor, ``0`` by rank, NaN
+        where unresolved.
+      upper: ``value`` where exact, else the upper bound ``max(λ̂, 0) + floor``.
+      exact: whether ``value`` is exact (up to round-off).
+      floor: the resolution floor that was used.
+    """
+
+    value: np.ndarray
+    upper: np.ndarray
+    exact: np.ndarray
+    floor: np.ndarray
+
+
+def resolve_lambda_min(lambda_hat, floor, num_params: int, nk: int) -> LambdaMin:
+    """What a computed ``λ̂_min`` of the Gram says about the true ``λ_min(K₀)``.
+
+    A symmetric eigensolver in precision ``eps`` on an ``(n·k)²`` Gram returns every
+    eigenvalue to within ``floor = n·k·eps·λ_max`` (numpy's rank tolerance; Weyl's
+    inequality for the rounding of ``K₀``). So ``λ̂ > floor`` is exact to round-off; a
+    Gram with fewer parameters than rows (``P < n·k``) has ``λ_min = 0`` exactly by rank;
+    otherwise ``λ_min`` is unresolved and ``max(λ̂, 0) + floor`` bounds it above, which
+    makes ``C′`` and ``R`` computed with it lower bounds.
+
+    Args:
+      lambda_hat: computed smallest eigenvalue(s), any shape.
+      floor: resolution floor(s), broadcastable to ``lambda_hat``.
+      num_params: ``P``.
+      nk: rows of the Gram ``n·k``.
+
+    Returns:
+      :class:`LambdaMin` of numpy arrays (float64; ``exact`` bool).
+    """
+    lam = np.asarray(lambda_hat, np.float64)
+    floor = np.broadcast_to(np.asarray(floor, np.float64), lam.shape)
+    resolved = lam > floor
+    by_rank = num_params < nk
+    exact = resolved | by_rank
+    value = np.where(resolved, lam, 0.0 if by_rank else np.nan)
+    upper = np.where(exact, value, np.maximum(lam, 0.0) + floor)
+    return LambdaMin(value, upper, exact, floor)
 
 
 def c_prime(jacobian_change_spectral, lambda_min0):
