@@ -249,6 +249,7 @@ class Diagnosis(NamedTuple):
         ``Θ∞`` from the same ``f₀``; ``None`` without ``kernel_fn`` or for ``optax``.
       diverged_at: the first step whose training loss is not finite, or ``None``
         (checkpoints after it are NaN and skipped by the checks).
+      final_params: the parameters after training (in the params' dtype).
       notes: what the numbers rest on (methods, modes, blocks).
       seconds: wall time of the diagnosis.
     """
@@ -283,6 +284,7 @@ class Diagnosis(NamedTuple):
     infinite_kernel_distance: float | None
     infinite_prediction_gap: float | None
     diverged_at: int | None
+    final_params: Any
     notes: tuple[str, ...]
     seconds: float
 
@@ -320,7 +322,14 @@ def from_linen(module, variables, *, train: bool = False, **apply_kwargs):
     mutable = list(state) if train else False
 
     def apply_fn(p, x):
-        out = module.apply({"params": p, **state}, x, train=train, mutable=mutable, **apply_kwargs)
+        # The state follows the parameters' precision (a float64 diagnosis casts both).
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(p))
+        state_p = jax.tree_util.tree_map(
+            lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, state
+        )
+        out = module.apply(
+            {"params": p, **state_p}, x, train=train, mutable=mutable, **apply_kwargs
+        )
         return out[0] if train else out
 
     return (couple_examples(apply_fn) if train else apply_fn), params
@@ -474,19 +483,18 @@ def _plan_gram(apply_fn, params, x, budget: int | None, algorithm: str) -> _Gram
     return _GramPlan(compute, block, need)
 
 
-def _refusal(n: int, k: int, peak: int, host: int, budget: int, itemsize: int) -> str:
-    """One line: what does not fit, and the largest ``n`` that would.
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.3g} GiB"
 
-    The host Grams grow like ``n²`` and the compiled programs at least like ``n``, so
-    ``n·budget/peak`` (programs) and ``√(budget/(4·k²·itemsize))`` (Grams) bound a fit.
-    """
-    fit = min(int(n * budget / peak), int(math.sqrt(budget / (4 * k * k * itemsize))))
-    proposal = f"try n <= {fit} inputs" if fit >= 1 else "no batch fits: use fewer outputs"
-    return (
-        f"diagnosis of n={n} inputs x k={k} outputs needs {peak / 2**30:.2f} GiB (the "
-        f"(n·k)² Grams {host / 2**30:.2f} GiB of it); budget {budget / 2**30:.2f} GiB: "
-        f"{proposal}"
-    )
+
+def _largest_fitting_n(fits: Callable[[int], bool], n: int) -> int:
+    """The largest ``m`` in ``n/2, n/4, …, 1`` with ``fits(m)``, else 0."""
+    m = n // 2
+    while m >= 1:
+        if fits(m):
+            return m
+        m //= 2
+    return 0
 
 
 def estimate(
@@ -639,7 +647,34 @@ def _prepare(
     peak = max(programs.values()) + host
     est = Estimate(int(peak), int(gram_bytes), gram0.block, programs)
     if max_bytes is not None and peak > max_bytes:
-        raise DiagnosisTooLarge(_refusal(n, k, peak, host, max_bytes, itemsize))
+        # Propose a batch that XLA's analysis says fits (halving n; each try compiles).
+        retry = dict(
+            precision=precision,
+            max_bytes=None,
+            algorithm=algorithm,
+            lanczos_iters=lanczos_iters,
+            num_checkpoints=num_checkpoints,
+        )
+        y_all = jnp.asarray(y)
+        fits = lambda m: (
+            _prepare(
+                apply_fn,
+                params,
+                x[:m],
+                y_all[:m],
+                None if x_test is None else x_eval[:m],
+                train,
+                **retry,
+            ).estimate.peak_bytes
+            <= max_bytes
+        )
+        m = _largest_fitting_n(fits, n)
+        proposal = f"try n <= {m} inputs" if m else "it does not fit even for one input"
+        raise DiagnosisTooLarge(
+            f"diagnosis of n={n} inputs x k={k} outputs needs {_gib(peak)} (the (n·k)² Grams "
+            f"{_gib(host)} of it, the largest program {_gib(max(programs.values()))}); budget "
+            f"{_gib(max_bytes)}: {proposal}"
+        )
     return _Prepared(
         est, gram0, t_dtype, spectrum_dtype, trajectory, per_ckpt, ckpts, n, k, num_params
     )
@@ -720,7 +755,10 @@ def _summary(verdict, checks, th: Thresholds, d: dict) -> str:
         )
     else:
         lin_text = "linearisation error undefined (outputs did not move, or training diverged)"
+    losses = d["losses"]
     parts = [f"training diverged at step {d['diverged_at']}"] if d["diverged_at"] else []
+    if not parts and losses[-1] > losses[0]:
+        parts = [f"the loss grew from {_fmt(losses[0])} to {_fmt(losses[-1])} (step too large?)"]
     parts += [
         f"{_rank_text(checks, d)} [{_check(checks['full_rank'])}]",
         f"{_stability_text(th, d)} [{_check(checks['stable_jacobian'])}]",
@@ -877,6 +915,7 @@ def diagnose(
         "infinite_kernel_distance": inf_dist,
         "infinite_prediction_gap": inf_gap,
         "diverged_at": diverged_at,
+        "final_params": final,
     }
     summary = _summary(verdict, checks, th, d)
     return Diagnosis(
