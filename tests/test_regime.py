@@ -69,7 +69,9 @@ def test_narrow_deep_mlp_with_a_large_step_is_outside_the_kernel_regime():
 # ----------------------------------------------------------- a linear model: exact answers
 
 
-@pytest.mark.parametrize("train", [regime.gd(0.5, 30), regime.ngd(0.5, 6, damping=1e-3)])
+@pytest.mark.parametrize(
+    "train", [regime.gd(0.5, 30), regime.gd(None, 30), regime.ngd(0.5, 6, damping=1e-3)]
+)
 def test_linear_model_matches_every_closed_form(train):
     # f = x W is its own linearisation: J is constant, so C′, the kernel change and the
     # linearisation error are 0 up to float32 round-off of equal numbers (< 1e-5), and

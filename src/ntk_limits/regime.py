@@ -138,9 +138,10 @@ class Training(NamedTuple):
     Attributes:
       kind: ``"gd"``, ``"ngd"`` or ``"optax"``.
       num_steps: full-batch steps.
-      learning_rate: ``η`` (``gd``, ``ngd``; ``None`` for ``optax``).
+      learning_rate: ``η`` (``gd``, ``ngd``; ``None`` for ``optax``, and for ``gd`` meaning
+        ``η = n·k/λ_max(K₀)``).
       damping: NGD's relative damping: ``ε = damping · tr(K₀)/(n·k)``.
-      transform: the optax transformation (``gd``: ``optax.sgd(η)``).
+      transform: the optax transformation (``optax`` only; GD builds ``optax.sgd(η)``).
     """
 
     kind: str
@@ -164,10 +165,14 @@ def _check_rate(learning_rate) -> float:
     return float(learning_rate)
 
 
-def gd(learning_rate: float, num_steps: int) -> Training:
-    """Gradient descent, ``θ ← θ − η ∇L`` (its kernel-regime prediction has a closed form)."""
-    lr = _check_rate(learning_rate)
-    return Training("gd", _check_steps(num_steps), lr, 0.0, optax.sgd(lr))
+def gd(learning_rate: float | None, num_steps: int) -> Training:
+    """Gradient descent, ``θ ← θ − η ∇L`` (its kernel-regime prediction has a closed form).
+
+    ``learning_rate=None`` picks ``η = n·k/λ_max(K₀)``: half the largest step at which GD
+    on the linearised network (loss ``‖f − y‖²/(2·n·k)``) is stable, ``2·n·k/λ_max``.
+    """
+    lr = None if learning_rate is None else _check_rate(learning_rate)
+    return Training("gd", _check_steps(num_steps), lr, 0.0, None)
 
 
 def ngd(learning_rate: float, num_steps: int, *, damping: float = 1e-4) -> Training:
@@ -550,12 +555,14 @@ def _checkpoints(num_steps: int, num: int) -> tuple[int, ...]:
 
 
 def _trajectory_fn(apply_fn, train: Training, checkpoints: tuple[int, ...], nk: int):
-    """``run(params, x, y, damping) -> Trajectory``, jitted (``damping``: NGD's absolute ε)."""
+    """``run(params, x, y, lr, damping) -> Trajectory``, jitted (``damping``: NGD's ε)."""
 
-    def run(params, x, y, damping):
+    def run(params, x, y, lr, damping):
         if train.kind == "ngd":
             solver = "cholesky" if nk <= 4096 else "cg"
-            opt = _ngd_optimizer(apply_fn, train.learning_rate, damping, solver=solver)
+            opt = _ngd_optimizer(apply_fn, lr, damping, solver=solver)
+        elif train.kind == "gd":
+            opt = first_order(apply_fn, optax.sgd(lr))
         else:
             opt = first_order(apply_fn, train.transform)
         return make_trajectory_fn(apply_fn, opt, train.num_steps, checkpoints)(params, x, y)
@@ -625,7 +632,8 @@ def _prepare(
         p_t, x_t = _float_cast(params, t_dtype), x.astype(t_dtype)
         y_t = _targets(y, n, k, t_dtype)
         run = _trajectory_fn(apply_fn, train, ckpts, nk)
-        trajectory = run.lower(p_t, x_t, y_t, jnp.zeros((), t_dtype)).compile()
+        scalar = jnp.zeros((), t_dtype)
+        trajectory = run.lower(p_t, x_t, y_t, scalar, scalar).compile()
         snaps = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct((len(ckpts), *a.shape), train_dtype), params
         )
@@ -801,7 +809,8 @@ def diagnose(
       params: the initial parameters ``θ₀`` (a pytree of floating arrays).
       x: training inputs ``(n, ...)``.
       y: targets ``(n, k)`` or integer labels ``(n,)`` (one-hot encoded).
-      train: :func:`gd`, :func:`ngd` or :func:`optax_training`; the loss is the MSE.
+      train: :func:`gd`, :func:`ngd` or :func:`optax_training`; the loss is the MSE
+        ``‖f − y‖²/(2·n·k)``.
       x_test: held-out inputs ``(m, ...)`` for the linearisation error and the
         infinite-width prediction (``None``: the training inputs, and the result says so).
       kernel_fn: an infinite-width ``kernel_fn(x1, x2, "ntk")`` (neural-tangents
@@ -849,7 +858,13 @@ def diagnose(
         p_t, x_t = _float_cast(params, t_dtype), x.astype(t_dtype)
         y_t = _targets(y, n, k, t_dtype)
         eps_abs = train.damping * float(np.trace(gram0)) / nk
-        traj = prep.trajectory(p_t, x_t, y_t, jnp.asarray(eps_abs, t_dtype))
+        lr = train.learning_rate
+        if lr is None and train.kind == "gd":
+            lr = nk / float(eig[-1])
+            notes.append(f"GD step η = n·k/λ_max(K₀) = {lr:.3g} (half the linear stability limit)")
+            train = train._replace(learning_rate=lr)
+        scalar = lambda v: jnp.asarray(0.0 if v is None else v, t_dtype)
+        traj = prep.trajectory(p_t, x_t, y_t, scalar(lr), scalar(eps_abs))
         if train.kind == "ngd":
             notes.append(f"NGD in {jnp.dtype(t_dtype).name}, damping ε = {eps_abs:.3g}")
         f_dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
