@@ -6,6 +6,7 @@ Examples::
     ntk-limits run all --profile embedded --workdir results
     ntk-limits report --workdir results
     ntk-limits datasets --fetch mnist
+    ntk-limits diagnose my_models.py:make_net --data mnist5k --n 256 --steps 100
 
 Bad input (unknown study, profile, key or data set, a value of the wrong type, a config
 the study rejects, an unwritable workdir, missing data) gets one line on stderr,
@@ -165,7 +166,92 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--fetch", metavar="NAME", default=None, help="download this data set")
     data.set_defaults(handler=_cmd_datasets)
+
+    diag = sub.add_parser(
+        "diagnose",
+        help="does the NTK describe YOUR network? (writes DIAGNOSIS.md)",
+        description="Train a user's model briefly and say whether the neural tangent kernel "
+        "describes it: Gram spectrum, C′ along the training, kernel change, linearisation "
+        "error, with the rule stated. FACTORY returns (apply_fn, params[, kernel_fn]) or "
+        "(flax module, input_shape).",
+    )
+    diag.add_argument(
+        "factory", metavar="MODULE:FACTORY", help="a .py file or module, and a function in it"
+    )
+    diag.add_argument(
+        "--data",
+        required=True,
+        help="a packaged data set (see 'ntk-limits datasets') or an .npz file",
+    )
+    diag.add_argument("--n", type=_positive_int, default=256, help="training inputs (256)")
+    diag.add_argument("--n-test", type=_positive_int, default=64, help="held-out inputs (64)")
+    diag.add_argument("--steps", type=_positive_int, default=100, help="training steps (100)")
+    diag.add_argument(
+        "--optimizer",
+        choices=("gd", "ngd", "adam", "momentum"),
+        default="gd",
+        help="gd (default), ngd, adam or momentum (SGD with momentum 0.9)",
+    )
+    diag.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="step size (gd default: n·k/λ_max(K₀); ngd default: 1)",
+    )
+    diag.add_argument(
+        "--damping",
+        type=_positive_float,
+        default=1e-4,
+        help="NGD's damping relative to the mean Gram diagonal (1e-4)",
+    )
+    diag.add_argument(
+        "--checkpoints", type=_positive_int, default=5, help="checkpoints along the training (5)"
+    )
+    diag.add_argument(
+        "--precision",
+        choices=("float64", "float32"),
+        default="float64",
+        help="of the Gram at initialisation and its spectrum (float64)",
+    )
+    diag.add_argument(
+        "--batchnorm",
+        choices=("batch", "running"),
+        default="batch",
+        help="BatchNorm of a Linen module: batch statistics (training mode, "
+        "default) or running averages",
+    )
+    diag.add_argument(
+        "--flatten",
+        action="store_true",
+        help="flatten each input (for an apply_fn that takes vectors)",
+    )
+    diag.add_argument("--seed", type=int, default=0, help="initialisation and subset seed (0)")
+    diag.add_argument(
+        "--data-dir", default=None, help="folder of the paper data sets (default: $TFDS_DATA_DIR)"
+    )
+    diag.add_argument("--workdir", default="diagnosis", help="report folder (diagnosis)")
+    diag.set_defaults(handler=_cmd_diagnose)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive finite number")
+    return value
 
 
 def _resolve_studies(name: str) -> list:
@@ -384,6 +470,25 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
                 "and a writable data folder"
             ) from e
     print(data.format_catalogue(data.catalogue(data_dir)))
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from ntk_limits_experiments import diagnose, runner
+
+    try:
+        runner.check_workdir(args.workdir)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    args.data_dir = args.data_dir or _default_data_dir()
+    try:
+        report, result = diagnose.run(args)
+    except diagnose.DiagnoseError as e:
+        text = str(e)
+        raise UsageError(
+            text if "allowed:" in text else f"{text}; allowed: see 'ntk-limits diagnose --help'"
+        ) from e
+    print(f"{result.verdict}: wrote {report}")
     return 0
 
 

@@ -729,7 +729,10 @@ def _rank_text(checks, d: dict) -> str:
     if checks["full_rank"] is False:
         nk = d["n"] * d["outputs"]
         return f"rank-deficient: P = {d['num_params']} < n·k = {nk}, so λ_min(K₀) = 0"
-    return f"λ_min(K₀) unresolved: {lam}; C′ and R are lower bounds"
+    return (
+        f"λ_min(K₀) unresolved: computed {_fmt(d['lambda_min'])} is below the {d['precision']} "
+        f"floor {_fmt(d['lambda_floor'])}; C′ and R are lower bounds"
+    )
 
 
 def _nanmax(a) -> float:
