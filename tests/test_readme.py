@@ -30,3 +30,8 @@ def test_readme_python_blocks_run():
     spectral, frobenius = float(change.spectral), float(change.frobenius)
     assert spectral <= frobenius * (1 + 1e-5) and frobenius <= 1280**0.5 * spectral
     assert 10 < c < 40, f"README says C′ ≈ 20, measured {c:.3g}"
+    # The diagnosis snippet's claim: a small BatchNorm ResNet trained at half GD's stability
+    # limit is outside the kernel regime, and the summary states the numbers behind it.
+    diagnosis = ns["diagnosis"]
+    assert diagnosis.verdict == "outside the kernel regime", diagnosis.summary
+    assert diagnosis.checks["lazy_kernel"] is False or diagnosis.checks["stable_jacobian"] is False

@@ -453,8 +453,18 @@ def _gram_fn(apply_fn, algorithm: str):
     return lambda p, x: full_gram(apply_fn, p, x, algorithm=algorithm)
 
 
+def _compiler_options() -> dict[str, int]:
+    """XLA:CPU at optimisation level 1, elsewhere XLA's defaults.
+
+    Level 1 compiles about twice as fast as the default 2 and runs these programs about as
+    fast (measured: 1-million-parameter MLP 12.4 s vs 10.7 s in all; a BatchNorm ResNet
+    17 s vs 27 s); level 0 makes convolutions over 10x slower (248 s for that ResNet).
+    """
+    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+
+
 def _compile(fn, *args):
-    return jax.jit(fn).lower(*args).compile()
+    return jax.jit(fn).lower(*args).compile(_compiler_options())
 
 
 class _GramPlan(NamedTuple):
@@ -633,7 +643,7 @@ def _prepare(
         y_t = _targets(y, n, k, t_dtype)
         run = _trajectory_fn(apply_fn, train, ckpts, nk)
         scalar = jnp.zeros((), t_dtype)
-        trajectory = run.lower(p_t, x_t, y_t, scalar, scalar).compile()
+        trajectory = run.lower(p_t, x_t, y_t, scalar, scalar).compile(_compiler_options())
         snaps = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct((len(ckpts), *a.shape), train_dtype), params
         )
