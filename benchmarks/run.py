@@ -16,6 +16,8 @@ ended (``loadavg``), since timings on a shared machine depend on it. Benchmarks:
 * ``ensemble``: 8 seeds in one vmapped program vs 8 sequential runs.
 * ``bandit``: bandit posterior per round vs t, incremental vs dense.
 * ``memory``: peak RSS of ``jacobian_change`` at 10^6 and 10^7 parameters.
+* ``diagnose``: ``regime.diagnose`` of a 1M-parameter MLP (256 inputs, 100 steps) vs the
+  same quantities assembled by hand from neural-tangents.
 * ``reproduce`` (only with ``--reproduce``): wall time of ``make reproduce-all``, twice.
 * ``paper-smoke`` (only with ``--gpu``): the paper profile for 5 minutes on the GPU.
 """
@@ -31,13 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bandit_posterior, common, ensemble, jacobian_memory, ntk, studies
+from benchmarks import bandit_posterior, common, diagnose, ensemble, jacobian_memory, ntk, studies
 
 BENCHMARKS = {
     "ntk": ntk.run,
     "ensemble": ensemble.run,
     "bandit": bandit_posterior.run,
     "memory": jacobian_memory.run,
+    "diagnose": diagnose.run,
 }
 
 
