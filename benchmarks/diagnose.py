@@ -47,7 +47,7 @@ def _ours(cfg):
     apply_fn, params, x, y, xt = _problem(cfg)
     train = regime.gd(None, cfg["steps"])
     d = regime.diagnose(apply_fn, params, x, y, train=train, x_test=xt,
-                        num_checkpoints=cfg["checkpoints"])  # fmt: skip
+                        checkpoints=cfg["checkpoints"])  # fmt: skip
     return {"c_prime": d.c_prime.tolist(), "kernel_change": d.kernel_change.tolist(),
             "lambda_min": d.lambda_min, "lr": float(len(y.reshape(-1)) / d.lambda_max),
             "num_params": d.num_params}  # fmt: skip

@@ -295,7 +295,7 @@ def run(args) -> tuple[Path, Any]:
         result = regime.diagnose(
             apply_fn, params, jnp.asarray(x), jnp.asarray(y), train=train,
             x_test=jnp.asarray(xt), kernel_fn=kernel_fn, precision=args.precision,
-            num_checkpoints=args.checkpoints, max_bytes=memory.available_bytes(),
+            checkpoints=args.checkpoints, max_bytes=memory.available_bytes(),
         )  # fmt: skip
     except regime.DiagnosisTooLarge as e:
         raise DiagnoseError(str(e)) from e

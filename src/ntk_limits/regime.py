@@ -63,7 +63,7 @@ Example:
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -524,7 +524,7 @@ def estimate(
     max_bytes: int | None = None,
     algorithm: str = "structured",
     lanczos_iters: int = 20,
-    num_checkpoints: int = 5,
+    checkpoints: int | Sequence[int] = 5,
 ) -> Estimate:
     """Memory of :func:`diagnose` before anything runs (XLA's analysis of its programs).
 
@@ -542,7 +542,7 @@ def estimate(
         max_bytes=max_bytes,
         algorithm=algorithm,
         lanczos_iters=lanczos_iters,
-        num_checkpoints=num_checkpoints,
+        checkpoints=checkpoints,
     )
     return _prepare(apply_fn, params, x, y, x_test, train, **options).estimate
 
@@ -560,8 +560,19 @@ class _Prepared(NamedTuple):
     num_params: int
 
 
-def _checkpoints(num_steps: int, num: int) -> tuple[int, ...]:
-    return tuple(sorted({max(1, round(num_steps * (i + 1) / num)) for i in range(num)}))
+def _checkpoints(num_steps: int, checkpoints) -> tuple[int, ...]:
+    """Evenly spaced steps ending at ``num_steps`` (a count), or the given steps, checked."""
+    if isinstance(checkpoints, int | np.integer) and not isinstance(checkpoints, bool):
+        if checkpoints < 1:
+            raise ValueError(f"checkpoints must be a positive count or steps, got {checkpoints}")
+        num = int(checkpoints)
+        return tuple(sorted({max(1, round(num_steps * (i + 1) / num)) for i in range(num)}))
+    steps = tuple(int(c) for c in checkpoints)
+    if not steps or any(c < 1 or c > num_steps for c in steps) or len(set(steps)) != len(steps):
+        raise ValueError(
+            f"checkpoints must be distinct steps in 1..{num_steps} (or a count), got {checkpoints}"
+        )
+    return tuple(sorted(steps))
 
 
 def _trajectory_fn(apply_fn, train: Training, checkpoints: tuple[int, ...], nk: int):
@@ -610,7 +621,7 @@ def _prepare(
     max_bytes,
     algorithm,
     lanczos_iters,
-    num_checkpoints,
+    checkpoints,
 ) -> _Prepared:
     """Checks the arguments and compiles every program (nothing runs): see :func:`estimate`."""
     if not isinstance(train, Training):
@@ -620,8 +631,6 @@ def _prepare(
         )
     if precision not in ("float64", "float32"):
         raise ValueError(f"unknown precision {precision!r}; allowed: float64, float32")
-    if not isinstance(num_checkpoints, int) or num_checkpoints < 1:
-        raise ValueError(f"num_checkpoints must be a positive integer, got {num_checkpoints!r}")
     x = jnp.asarray(x)
     n, k = _output_shape(apply_fn, params, x)
     x_eval = x if x_test is None else jnp.asarray(x_test)
@@ -632,7 +641,7 @@ def _prepare(
         raise ValueError("params must be a non-empty pytree of floating arrays")
     train_dtype = jnp.result_type(*leaves)
     spectrum_dtype = jnp.float64 if precision == "float64" else jnp.float32
-    ckpts = _checkpoints(train.num_steps, num_checkpoints)
+    ckpts = _checkpoints(train.num_steps, checkpoints)
     nk, num_params = n * k, _num_params(params)
     with jax.enable_x64(precision == "float64" or train_dtype == jnp.float64):
         p_s, x_s = _float_cast(params, spectrum_dtype), x.astype(spectrum_dtype)
@@ -671,7 +680,7 @@ def _prepare(
             max_bytes=None,
             algorithm=algorithm,
             lanczos_iters=lanczos_iters,
-            num_checkpoints=num_checkpoints,
+            checkpoints=checkpoints,
         )
         y_all = jnp.asarray(y)
         fits = lambda m: (
@@ -808,7 +817,7 @@ def diagnose(
     kernel_fn: Callable | None = None,
     thresholds: Thresholds = Thresholds(),  # noqa: B008 - an immutable NamedTuple
     precision: str = "float64",
-    num_checkpoints: int = 5,
+    checkpoints: int | Sequence[int] = 5,
     lanczos_iters: int = 20,
     algorithm: str = "structured",
     max_bytes: int | None = None,
@@ -832,7 +841,8 @@ def diagnose(
       precision: dtype of ``K₀`` and its spectrum (and of NGD's training): ``"float64"``
         (resolves ``λ_min`` down to ``n·k·2e-16·λ_max``) or ``"float32"``. Training by GD
         or optax, the per-checkpoint Jacobian changes and later Grams use the params' dtype.
-      num_checkpoints: checkpoints ``C``, evenly spaced up to ``train.num_steps``.
+      checkpoints: how many checkpoints ``C``, evenly spaced up to ``train.num_steps``, or
+        the steps themselves (distinct, in ``1..num_steps``).
       lanczos_iters: Lanczos steps for each ``‖ΔJ‖₂`` (a lower bound, exact at ``n·k``).
       algorithm: empirical-NTK algorithm of the formed Grams (``"structured"``: never
         forms ``J`` for standard layers; see :func:`ntk_limits.kernels.empirical_ntk_fn`).
@@ -849,7 +859,7 @@ def diagnose(
         max_bytes=max_bytes,
         algorithm=algorithm,
         lanczos_iters=lanczos_iters,
-        num_checkpoints=num_checkpoints,
+        checkpoints=checkpoints,
     )
     prep = _prepare(apply_fn, params, x, y, x_test, train, **options)
     n, k, nk = prep.n, prep.k, prep.n * prep.k

@@ -114,3 +114,59 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, capsys):
     code = main(["diagnose", *args, "--flatten", "--steps", "2", "--workdir", str(work)])
     _assert_one_line_error(code, capsys.readouterr().err, message)
     assert not work.exists()
+
+
+def study_and_diagnosis(overrides, profile="smoke"):
+    """The optimization study's numbers and regime.diagnose's for the same MLP runs.
+
+    Same data (the study's loader), same initialisation (``key(seed)``), NGD at η = 1 with
+    the study's damping, steps, checkpoints and Lanczos steps. Returns one dict per
+    (width, seed) with both sides' λ₀, R and C′ at the checkpoints.
+    """
+    import jax.numpy as jnp
+
+    from ntk_limits import models
+    from ntk_limits_experiments import runner
+    from ntk_limits_experiments.optimization.study import STUDY, expand, load_data
+
+    config = runner.prepare_config(STUDY, profile, overrides)
+    rows = []
+    for run in expand(config):
+        m = STUDY.execute(run, lambda done, total: None)
+        x, y, _ = load_data(run.dataset, run.data_dir, run.n_train, run.pool)
+        x = jnp.asarray(x.reshape(len(x), -1))
+        arch = models.build(run.network)
+        i_lr = run.ngd_lrs.index(1.0)
+        for s, seed in enumerate(run.seeds):
+            _, params = arch.init_fn(jax.random.key(seed), (-1, x.shape[1]))
+            d = regime.diagnose(
+                arch.apply_fn, params, x, jnp.asarray(y),
+                train=regime.ngd(1.0, run.ngd_steps, damping=run.ngd_damping),
+                checkpoints=run.ngd_checkpoints, lanczos_iters=run.lanczos_iters,
+            )  # fmt: skip
+            rows.append({
+                "width": run.network.width, "seed": seed, "steps": list(run.ngd_checkpoints),
+                "study_lambda": m["lambda_zero_upper"][s], "ours_lambda": d.lambda_zero,
+                "study_radius": m["radius"][s], "ours_radius": d.radius,
+                "study_c_prime": m["ngd"]["c_prime"][i_lr][s], "ours_c_prime": list(d.c_prime),
+                "study_loss": m["ngd"]["loss"][i_lr][s][-1], "ours_loss": float(d.losses[-1]),
+                "verdict": d.verdict,
+            })  # fmt: skip
+    return rows
+
+
+def test_diagnosis_agrees_with_the_optimization_study():
+    # The study and diagnose reach λ₀, R and C′ through the same library functions but
+    # their own programs (the study vmaps seeds and runs NGD in float64 beside GD and
+    # Adam): λ₀ agrees to float64 round-off of the Gram (1e-8); R divides the float32
+    # residual ‖y − u₀‖ (each side's own float32 forward pass: 1e-6) by √λ₀; C′ uses
+    # float32 Jacobian differences after float64 NGD, so 1e-3 (Lanczos on float32).
+    overrides = ["mlp_widths=16,64", "jacobian_norm=lanczos", "lanczos_iters=8",
+                 "ngd_float64=true", "ngd_lrs=0.5,1.0", "cnn_widths=", "mlp_depths=1"]  # fmt: skip
+    rows = study_and_diagnosis(overrides)
+    assert [(r["width"], r["seed"]) for r in rows] == [(16, 0), (16, 1), (64, 0), (64, 1)]
+    for r in rows:
+        np.testing.assert_allclose(r["ours_lambda"], r["study_lambda"], rtol=1e-8)
+        np.testing.assert_allclose(r["ours_radius"], r["study_radius"], rtol=1e-6)
+        np.testing.assert_allclose(r["ours_c_prime"], r["study_c_prime"], rtol=1e-3)
+        np.testing.assert_allclose(r["ours_loss"], r["study_loss"], rtol=1e-6)
