@@ -224,6 +224,26 @@ def test_refuses_before_running_and_proposes_fewer_inputs():
         regime.diagnose(arch.apply_fn, params, x, y, train=train, max_bytes=100)
 
 
+def test_a_gram_too_large_to_form_whole_is_blocked_over_inputs():
+    # Budget between the whole Gram program (2.3 MB here) and a tile's: K₀ and every K_t
+    # are formed in tiles of inputs; the numbers equal the unblocked diagnosis (float64
+    # spectrum: 1e-10; float32 kernel changes: 1e-5; the same Lanczos program: exact).
+    x = jax.random.normal(jax.random.key(0), (64, 64))
+    y = jnp.zeros((64, 3))
+    arch = models.mlp(width=32, depth=2, out_dim=3)
+    _, params = arch.init_fn(jax.random.key(0), (-1, 64))
+    train = regime.gd(0.1, 4)
+    whole = regime.diagnose(arch.apply_fn, params, x, y, train=train, checkpoints=2)
+    est = regime.estimate(arch.apply_fn, params, x, y, train=train, checkpoints=2)
+    budget = est.programs["gram"] - 1
+    blocked = regime.diagnose(arch.apply_fn, params, x, y, train=train, checkpoints=2,
+                              max_bytes=budget)  # fmt: skip
+    assert any("tiles" in note for note in blocked.notes)
+    np.testing.assert_allclose(blocked.eigenvalues, whole.eigenvalues, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(blocked.kernel_change, whole.kernel_change, rtol=1e-5)
+    np.testing.assert_allclose(blocked.c_prime, whole.c_prime, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

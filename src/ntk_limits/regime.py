@@ -591,17 +591,23 @@ def _trajectory_fn(apply_fn, train: Training, checkpoints: tuple[int, ...], nk: 
     return jax.jit(run)
 
 
-def _per_checkpoint_fn(apply_fn, lanczos_iters: int, algorithm: str):
-    """``(θ₀, snapshots, x, x_eval, K₀) -> (5, C)``: ‖ΔJ‖₂, ‖θ−θ₀‖, lin. error, ΔK, align."""
+def _per_checkpoint_fn(apply_fn, lanczos_iters: int, algorithm: str, with_gram: bool):
+    """``(θ₀, snapshots, x, x_eval, K₀) -> (5, C)``: ‖ΔJ‖₂, ‖θ−θ₀‖, lin. error, ΔK, align.
+
+    Without ``with_gram`` (the Gram is blocked over inputs on the host) the last two rows
+    are NaN and filled in afterwards.
+    """
 
     def one(p0, p, x, x_eval, gram0):
         spectral = jacobian_change_norm(apply_fn, p0, p, x, num_iters=lanczos_iters)
-        gram = full_gram(apply_fn, p, x, algorithm=algorithm)
-        change = jnp.linalg.norm(gram - gram0) / jnp.linalg.norm(gram0)
         lin = linearization_error(apply_fn, p0, p, x_eval)
-        return jnp.stack(
-            [spectral, parameter_distance(p0, p), lin, change, kernel_alignment(gram, gram0)]
-        )
+        if with_gram:
+            gram = full_gram(apply_fn, p, x, algorithm=algorithm)
+            change = jnp.linalg.norm(gram - gram0) / jnp.linalg.norm(gram0)
+            align = kernel_alignment(gram, gram0)
+        else:
+            change = align = jnp.full((), jnp.nan, spectral.dtype)
+        return jnp.stack([spectral, parameter_distance(p0, p), lin, change, align])
 
     def run(p0, snapshots, x, x_eval, gram0):
         return jax.lax.map(lambda p: one(p0, p, x, x_eval, gram0), snapshots).T
@@ -635,7 +641,7 @@ def _prepare(
     n, k = _output_shape(apply_fn, params, x)
     x_eval = x if x_test is None else jnp.asarray(x_test)
     if x_test is not None and _output_shape(apply_fn, params, x_eval)[1] != k:
-        raise ValueError(f"x_test gives outputs of another width than x's {k}")
+        raise ValueError(f"x_test gives outputs of another width than x's; allowed: {k}")
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves or not all(jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) for a in leaves):
         raise ValueError("params must be a non-empty pytree of floating arrays")
@@ -659,9 +665,11 @@ def _prepare(
         p32, x32 = _float_cast(params, train_dtype), x.astype(train_dtype)
         xe32 = x_eval.astype(train_dtype)
         g32 = jax.ShapeDtypeStruct((nk, nk), train_dtype)
+        with_gram = gram0.block == n
         per_ckpt = _compile(
-            _per_checkpoint_fn(apply_fn, lanczos_iters, algorithm), p32, snaps, x32, xe32, g32
-        )
+            _per_checkpoint_fn(apply_fn, lanczos_iters, algorithm, with_gram),
+            p32, snaps, x32, xe32, g32,
+        )  # fmt: skip
     itemsize = jnp.dtype(spectrum_dtype).itemsize
     gram_bytes = nk * nk * itemsize
     programs = {
@@ -896,6 +904,12 @@ def diagnose(
         xf, xe = x.astype(f_dtype), x_eval.astype(f_dtype)
         g_f = jnp.asarray(gram0, f_dtype)
         rows = np.asarray(prep.per_checkpoint(p0, snaps, xf, xe, g_f), np.float64)
+        if prep.gram0.block < n:  # the Grams along the way in the same tiles, on the host
+            for c in range(len(prep.checkpoints)):
+                p_c = jax.tree_util.tree_map(lambda a, c=c: a[c], snaps)
+                gram = np.asarray(prep.gram0.compute(p_c, xf), np.float64)
+                rows[3, c] = np.linalg.norm(gram - gram0) / np.linalg.norm(gram0)
+                rows[4, c] = np.vdot(gram, gram0) / (np.linalg.norm(gram) * np.linalg.norm(gram0))
         losses = np.asarray(traj.losses, np.float64)
         f0_eval = np.asarray(apply_fn(p0, xe), np.float64)
         final = jax.tree_util.tree_map(lambda a: a[-1], snaps)
