@@ -13,6 +13,10 @@ The public surface::
     k_inf = arch.kernel_fn(x, None, "ntk")                             # (n, n)
     kernels.kernel_alignment(k_emp, k_inf)
 
+    from ntk_limits import regime                  # does the NTK describe any model?
+    d = regime.diagnose(apply_fn, params, x, y, train=regime.gd(None, 100), x_test=x_test)
+    d.verdict, d.summary
+
 Sub-modules and names are imported on first use, so ``import ntk_limits`` (and the
 ``ntk-limits`` command line) starts without loading JAX.
 """
