@@ -220,8 +220,15 @@ def test_refuses_before_running_and_proposes_fewer_inputs():
     # A budget that n = 4 fits and n = 8 does not: the proposal is XLA's, n <= 4.
     with pytest.raises(regime.DiagnosisTooLarge, match=r"budget .* try n <= 4 inputs"):
         regime.diagnose(arch.apply_fn, params, x, y, train=train, max_bytes=half)
+
+
+@pytest.mark.slow
+def test_refuses_when_not_even_one_input_fits():
+    x, y, _ = _data(8, 5)
+    arch = models.mlp(width=32, depth=1, out_dim=1)
+    _, params = arch.init_fn(jax.random.key(0), (-1, 5))
     with pytest.raises(regime.DiagnosisTooLarge, match="does not fit even for one input"):
-        regime.diagnose(arch.apply_fn, params, x, y, train=train, max_bytes=100)
+        regime.diagnose(arch.apply_fn, params, x, y, train=regime.gd(0.5, 5), max_bytes=100)
 
 
 def test_a_gram_too_large_to_form_whole_is_blocked_over_inputs():
