@@ -411,7 +411,8 @@ def _figures(result, folder: Path) -> list[Path]:
     from ntk_limits_experiments.common import save_figure
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.semilogy(result.steps, np.maximum(result.c_prime, 1e-12), "o-", label="C′(t)")
+    bound = "" if result.lambda_min_resolved else " (lower bound: λ_min unresolved)"
+    a.semilogy(result.steps, np.maximum(result.c_prime, 1e-12), "o-", label=f"C′(t){bound}")
     a.axhline(result.thresholds.c_prime, color="k", ls="--", lw=1, label="theory: 1/2")
     out = ~result.inside_radius
     if out.any():
