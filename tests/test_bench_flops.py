@@ -56,3 +56,13 @@ def test_cholesky_in_scan_is_counted_at_n_cubed_over_3():
     # mask add 4n² element-wise flops per matrix, 12/n = 4.7 % of n³/3
     np.testing.assert_allclose(report.cost.flops, T * (n**3 / 3 + 4 * n**2), rtol=1e-3)
     assert report.linalg == [("cholesky", n**3 / 3)]
+
+
+def test_teaser_paper_runs_are_counted_one_program_each():
+    from benchmarks import paper_programs
+
+    works = paper_programs.teaser_work()
+    # the infinite reference, then widths 16 ... 4096: work grows with the width
+    assert [w.count for w in works] == [1] * 6
+    flops = [w.cost.flops for w in works[1:]]
+    assert all(0 < a < b for a, b in zip(flops, flops[1:], strict=False))
