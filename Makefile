@@ -11,12 +11,13 @@ export JAX_PLATFORMS ?= cpu
 # (measured: CPU Cholesky 100-500x slower on a loaded 2-core machine).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help env env-over install-into over-jax-check wheels wheels-check test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu clean
+.PHONY: help env env-over install-into over-jax-check wheels wheels-check test test-slow lint notebook-check reproduce-all report bench bench-deps bench-gpu h200-estimate clean
 
 help:
 	@echo "make reproduce-all  run every study (embedded profile, packaged real data) and write results/REPORT.md"
 	@echo "make test           fast test suite (about 4.5 min on 2 cores); make test-slow for statistical checks"
 	@echo "make bench          speed/memory benchmarks -> results/bench.json (installs torch for its baseline)"
+	@echo "make h200-estimate  paper-profile time on one H200, estimated on this CPU -> results/h200-estimate.json"
 	@echo "make lint           ruff"
 
 # neural-tangents is installed with --no-deps: its metadata asks for tensorflow and tf2jax,
@@ -138,6 +139,12 @@ bench: $(BENCH_STAMP)
 # own packages (the pinned .venv of `make env` is CPU-only).
 bench-gpu: $(STAMP)
 	JAX_PLATFORMS= $(PY) -m benchmarks.run --gpu --out $(WORKDIR)/bench-gpu.json
+
+# The paper profile's time on one H200, estimated without a GPU: every paper-profile program
+# lowered on abstract shapes and its flops and bytes counted, a stated time model, and three
+# paper runs timed here as an anchor (benchmarks/h200_estimate.py; ~5.5 min on 2 cores).
+h200-estimate: $(STAMP)
+	$(PY) -m benchmarks.h200_estimate --out $(WORKDIR)/h200-estimate.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
