@@ -60,6 +60,8 @@ Example:
   >>> print(d.summary)
 """
 
+import collections
+import functools
 import math
 import time
 import warnings
@@ -358,8 +360,17 @@ def from_nnx(model):
 
 
 def _float_cast(tree, dtype):
-    cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
-    return jax.tree_util.tree_map(lambda a: cast(jnp.asarray(a)), tree)
+    """Floating leaves cast to ``dtype`` in one compiled program (eager casts compile each)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    leaves = [jnp.asarray(a) for a in leaves]
+    if all(a.dtype == dtype or not jnp.issubdtype(a.dtype, jnp.floating) for a in leaves):
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+    return jax.tree_util.tree_unflatten(treedef, _cast_leaves(leaves, jnp.dtype(dtype)))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cast_leaves(leaves, dtype):
+    return [a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in leaves]
 
 
 def _num_params(params) -> int:
@@ -453,18 +464,62 @@ def _gram_fn(apply_fn, algorithm: str):
     return lambda p, x: full_gram(apply_fn, p, x, algorithm=algorithm)
 
 
-def _compiler_options() -> dict[str, int]:
-    """XLA:CPU at optimisation level 1, elsewhere XLA's defaults.
+_CHEAP_FLOPS = 2e8  # below this, an unoptimised XLA:CPU program is faster overall
 
-    Level 1 compiles about twice as fast as the default 2 and runs these programs about as
-    fast (measured: 1-million-parameter MLP 12.4 s vs 10.7 s in all; a BatchNorm ResNet
-    17 s vs 27 s); level 0 makes convolutions over 10x slower (248 s for that ResNet).
+
+_COMPILED: collections.OrderedDict = collections.OrderedDict()  # key -> executable
+_COMPILED_MAX = 16
+
+
+def _compile(key: tuple, fn, *args, repeats: int = 1):
+    """``jax.jit(fn)`` compiled for ``args`` (arrays or shapes), cached by ``key``.
+
+    ``key`` names what ``fn`` computes (the user's ``apply_fn`` and every option the
+    program closes over; numbers passed as arguments are not part of it); with the
+    arguments' shapes and dtypes and the tracing configuration it keys a small LRU cache,
+    as ``jax.jit`` keys its own, so :func:`estimate` then :func:`diagnose`, or diagnoses
+    that differ only in learning rate, damping or data values, compile once.
+
+    On a CPU, level 1 compiles about twice as fast as the default 2 and runs these programs
+    about as fast (measured: 1-million-parameter MLP 12.4 s vs 10.7 s in all; a BatchNorm
+    ResNet 17 s vs 27 s). Level 0 compiles faster still but makes convolutions over 10x
+    slower (248 s for that ResNet), so it is taken only for programs whose HLO cost
+    analysis, times ``repeats`` (the trips of loops the analysis counts once), is below
+    ``_CHEAP_FLOPS``: tiny programs, where compilation is all of the time. Elsewhere
+    XLA's defaults.
     """
-    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
-
-
-def _compile(fn, *args):
-    return jax.jit(fn).lower(*args).compile(_compiler_options())
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    config = jax.config
+    full_key = (
+        key,
+        treedef,
+        tuple((tuple(a.shape), jnp.dtype(a.dtype)) for a in leaves),
+        jax.default_backend(),
+        config.jax_enable_x64,
+        config.jax_numpy_dtype_promotion,
+        config.jax_numpy_rank_promotion,
+    )
+    try:
+        hash(full_key)
+    except TypeError:  # an unhashable option (e.g. a transform holding arrays): no caching
+        full_key = None
+    if full_key in _COMPILED:
+        _COMPILED.move_to_end(full_key)
+        return _COMPILED[full_key]
+    lowered = jax.jit(fn).lower(*args)
+    if jax.default_backend() != "cpu":
+        compiled = lowered.compile()
+    else:
+        cost = lowered.cost_analysis() or {}
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops = float(cost.get("flops", math.inf)) * repeats
+        level = 0 if flops < _CHEAP_FLOPS else 1
+        compiled = lowered.compile({"xla_backend_optimization_level": level})
+    if full_key is not None:
+        _COMPILED[full_key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
 
 
 class _GramPlan(NamedTuple):
@@ -476,7 +531,7 @@ class _GramPlan(NamedTuple):
 def _plan_gram(apply_fn, params, x, budget: int | None, algorithm: str) -> _GramPlan:
     """The Gram's program, blocked over inputs when the whole one does not fit."""
     n = x.shape[0]
-    whole = _compile(_gram_fn(apply_fn, algorithm), params, x)
+    whole = _compile(("gram", apply_fn, algorithm), _gram_fn(apply_fn, algorithm), params, x)
     need = _program_bytes(whole)
     if budget is None or need <= budget or examples_coupled(apply_fn):
         return _GramPlan(lambda p, xs: np.asarray(whole(p, xs)), n, need)
@@ -484,7 +539,13 @@ def _plan_gram(apply_fn, params, x, budget: int | None, algorithm: str) -> _Gram
     block = n
     while block > 1:
         block = max(block // 2, 1)
-        tile = _compile(lambda p, a, b: kernel(a, b, p), params, x[:block], x[:block])
+        tile = _compile(
+            ("tile", apply_fn, algorithm),
+            lambda p, a, b: kernel(a, b, p),
+            params,
+            x[:block],
+            x[:block],
+        )
         need = _program_bytes(tile)
         if need <= budget:
             break
@@ -576,7 +637,7 @@ def _checkpoints(num_steps: int, checkpoints) -> tuple[int, ...]:
 
 
 def _trajectory_fn(apply_fn, train: Training, checkpoints: tuple[int, ...], nk: int):
-    """``run(params, x, y, lr, damping) -> Trajectory``, jitted (``damping``: NGD's ε)."""
+    """``run(params, x, y, lr, damping) -> Trajectory`` (``damping``: NGD's ε)."""
 
     def run(params, x, y, lr, damping):
         if train.kind == "ngd":
@@ -588,7 +649,7 @@ def _trajectory_fn(apply_fn, train: Training, checkpoints: tuple[int, ...], nk: 
             opt = first_order(apply_fn, train.transform)
         return make_trajectory_fn(apply_fn, opt, train.num_steps, checkpoints)(params, x, y)
 
-    return jax.jit(run)
+    return run
 
 
 def _per_checkpoint_fn(apply_fn, lanczos_iters: int, algorithm: str, with_gram: bool):
@@ -658,7 +719,14 @@ def _prepare(
         y_t = _targets(y, n, k, t_dtype)
         run = _trajectory_fn(apply_fn, train, ckpts, nk)
         scalar = jnp.zeros((), t_dtype)
-        trajectory = run.lower(p_t, x_t, y_t, scalar, scalar).compile(_compiler_options())
+        program = (
+            "training",
+            apply_fn,
+            train._replace(learning_rate=None, damping=None),
+            ckpts,
+            nk,
+        )
+        trajectory = _compile(program, run, p_t, x_t, y_t, scalar, scalar, repeats=train.num_steps)
         snaps = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct((len(ckpts), *a.shape), train_dtype), params
         )
@@ -667,8 +735,9 @@ def _prepare(
         g32 = jax.ShapeDtypeStruct((nk, nk), train_dtype)
         with_gram = gram0.block == n
         per_ckpt = _compile(
+            ("checkpoints", apply_fn, lanczos_iters, algorithm, with_gram),
             _per_checkpoint_fn(apply_fn, lanczos_iters, algorithm, with_gram),
-            p32, snaps, x32, xe32, g32,
+            p32, snaps, x32, xe32, g32, repeats=len(ckpts) * lanczos_iters,
         )  # fmt: skip
     itemsize = jnp.dtype(spectrum_dtype).itemsize
     gram_bytes = nk * nk * itemsize
@@ -880,7 +949,7 @@ def diagnose(
         p_s = _float_cast(params, prep.spectrum_dtype)
         gram0 = np.asarray(prep.gram0.compute(p_s, x.astype(prep.spectrum_dtype)), np.float64)
         gram0 = (gram0 + gram0.T) / 2
-        spec = _gram_spectrum(jnp.asarray(gram0))
+        spec = jax.jit(_gram_spectrum)(gram0)
         eig = np.asarray(spec.eigenvalues, np.float64)
         eps = float(jnp.finfo(prep.spectrum_dtype).eps)
         lam = resolve_lambda_min(eig[0], nk * eps * eig[-1], prep.num_params, nk)
@@ -911,10 +980,10 @@ def diagnose(
                 rows[3, c] = np.linalg.norm(gram - gram0) / np.linalg.norm(gram0)
                 rows[4, c] = np.vdot(gram, gram0) / (np.linalg.norm(gram) * np.linalg.norm(gram0))
         losses = np.asarray(traj.losses, np.float64)
-        f0_eval = np.asarray(apply_fn(p0, xe), np.float64)
-        final = jax.tree_util.tree_map(lambda a: a[-1], snaps)
-        fT_eval = np.asarray(apply_fn(final, xe), np.float64)
-        f0_train = np.asarray(apply_fn(p0, xf), np.float64)
+        final, f0_eval, fT_eval, f0_train = _end_outputs(apply_fn, p0, snaps, xf, xe)
+        f0_eval, fT_eval, f0_train = (
+            np.asarray(f, np.float64) for f in (f0_eval, fT_eval, f0_train)
+        )
         inf_dist = inf_gap = None
         if kernel_fn is not None:
             inf_dist, inf_gap, note = _infinite(
@@ -922,9 +991,10 @@ def diagnose(
             )
             notes.append(note)
     spectral, dist, lin, change, align = rows
-    cp = np.asarray(c_prime(spectral, lam.upper), np.float64)
     residual0 = f0_train - np.asarray(y_t, np.float64)
-    radius = float(stability_radius(residual0, lam.upper))
+    with jax.enable_x64(True):  # λ_min may be far below float32's range
+        cp = np.asarray(jax.jit(c_prime)(spectral, lam.upper), np.float64)
+        radius = float(jax.jit(stability_radius)(residual0, lam.upper))
     inside = dist <= radius
     th = thresholds
     checks = _checks(lam, cp, inside, change, lin, th)
@@ -979,6 +1049,13 @@ def diagnose(
         seconds=time.perf_counter() - start,
         **d,
     )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _end_outputs(apply_fn, p0, snapshots, x, x_eval):
+    """The last snapshot and ``f₀(x_eval), f_T(x_eval), f₀(x)`` in one compiled program."""
+    final = jax.tree_util.tree_map(lambda a: a[-1], snapshots)
+    return final, apply_fn(p0, x_eval), apply_fn(final, x_eval), apply_fn(p0, x)
 
 
 def _infinite(kernel_fn, gram0, x, x_eval, y, train, f0_train, f0_eval, fT_eval, n, k):
