@@ -1,4 +1,7 @@
-"""Runs the README's notebook snippets (section "From a notebook") in one namespace.
+"""Runs the README's notebook snippets in one namespace.
+
+The sections "From a notebook" and "Diagnose your own network", in that order (the
+second uses the first's imports).
 
 Used by ``make notebook-check``: run it with the interpreter of an environment installed
 as the README documents, from a folder outside the checkout, so that ``ntk_limits`` is
@@ -10,11 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+SECTIONS = ("From a notebook", "Diagnose your own network")
+
 
 def snippets(readme: str) -> list[str]:
-    """The ```python blocks between "## From a notebook" and the next "## " heading."""
-    section = readme.split("\n## From a notebook\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    """The ```python blocks of each of :data:`SECTIONS` (up to the next "## " heading)."""
+    blocks = []
+    for title in SECTIONS:
+        parts = readme.split(f"\n## {title}\n", 1)
+        if len(parts) == 2:
+            section = parts[1].split("\n## ", 1)[0]
+            blocks += re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return blocks
 
 
 def main(readme_path: str) -> None:
@@ -26,7 +36,7 @@ def main(readme_path: str) -> None:
         sys.exit(f"ntk_limits imported from {where}, not from an installed package")
     blocks = snippets(Path(readme_path).read_text(encoding="utf-8"))
     if not blocks:
-        sys.exit(f"no ```python block in the 'From a notebook' section of {readme_path}")
+        sys.exit(f"no ```python block in the sections {SECTIONS} of {readme_path}")
     namespace: dict = {}
     for i, block in enumerate(blocks, 1):
         start = time.perf_counter()
