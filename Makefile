@@ -64,8 +64,8 @@ over-jax-check:
 	cd $(OJ) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
 # Three pytest workers on two cores: a third fills the time the others wait on the
-# subprocesses of the command-line and memory tests (measured 4:57-5:06 against 5:18-5:21
-# with two). Each test file runs on one worker, so its module fixtures (a study's smoke
+# subprocesses of the command-line and memory tests (measured here 4:57-5:16 against
+# 5:18-5:23 with two; a fresh-clone CI run 5:35). Each test file runs on one worker, so its module fixtures (a study's smoke
 # run, compiled programs) are built once. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 test: $(STAMP)
