@@ -64,7 +64,7 @@ over-jax-check:
 	cd $(OJ) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
 # Three pytest workers on two cores: a third fills the time the others wait on the
-# subprocesses of the command-line and memory tests (measured here 4:57-5:16 against
+# subprocesses of the command-line and memory tests (measured here 4:57-5:41 against
 # 5:18-5:23 with two; a fresh-clone CI run 5:35). Each test file runs on one worker, so its module fixtures (a study's smoke
 # run, compiled programs) are built once. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
