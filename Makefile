@@ -63,10 +63,11 @@ over-jax-check:
 	$(OJ)/venv/bin/python -c "import jax, jaxlib; v = (jax.__version__, jaxlib.__version__); assert v == ('0.10.1', '0.10.1'), v; print('jax kept:', v)"
 	cd $(OJ) && JAX_PLATFORMS=cpu venv/bin/python $(CURDIR)/.ci/readme_snippets.py $(CURDIR)/README.md
 
-# Three pytest workers on two cores: a third fills the time the others wait on the
-# subprocesses of the command-line and memory tests (measured here 4:57-5:41 against
-# 5:18-5:23 with two; a fresh-clone CI run 5:35). Each test file runs on one worker, so its module fixtures (a study's smoke
-# run, compiled programs) are built once. TEST_WORKERS=0 runs in one process.
+# Three pytest workers on two cores: a third can run while the others wait on the
+# subprocesses of the command-line and memory tests. Measured here, the gain is small and
+# within the noise: 4:57-5:41 over five runs (median 5:16) against 5:18-5:23 over three
+# with two. Each test file runs on one worker, so its module fixtures (a study's smoke run,
+# compiled programs) are built once. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
