@@ -27,7 +27,6 @@ optimization and continual take most of it) plus about 1 minute for the anchor.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,7 +40,7 @@ import numpy as np
 from benchmarks import paper_programs, paper_streams
 from benchmarks.flops import program_cost
 from benchmarks.paper_programs import Work
-from ntk_limits_experiments import timing
+from ntk_limits_experiments import store, timing
 from ntk_limits_experiments.kernels import study as kernels
 
 # NVIDIA H200 (SXM) datasheet, https://www.nvidia.com/en-us/data-center/h200/: FP64
@@ -274,9 +273,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown studies {unknown}; allowed: {', '.join(STUDY_WORK)}")
     result = estimate(studies, not args.no_anchor)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    out = store.write_json_atomic(args.out, result)  # nothing half-written
     print(table(result))
     for row in result["anchor"]:
         print(f"anchor {row['run']}: measured {row['run_s']:.2f} s, "
